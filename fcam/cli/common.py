@@ -1,0 +1,28 @@
+"""What every command shares: turning FcamError into a one-line message and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from fcam.errors import FcamError
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run a command's body; a user error prints ``error: <message>`` on stderr and returns 2."""
+    try:
+        return int(main(argv) or 0)
+    except FcamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE`` and ``--set KEY=VALUE ...`` (repeatable), as every training command takes."""
+    parser.add_argument("--config", required=True, help="YAML config file (see configs/)")
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override config keys, e.g. --set train.lr=0.01 model.backbone=vgg16")

@@ -1,0 +1,223 @@
+"""Typed run configuration: dataclasses loaded from YAML with dotted ``KEY=VALUE`` overrides.
+
+One :class:`Config` serves both training commands: ``fcam-train-cls`` reads ``data``, ``model``,
+``cam``, ``train`` and ``eval``; ``fcam-train-decoder`` adds ``fcam`` (the decoder's loss and
+optimizer). Unknown keys, wrong types and values outside their choices are :class:`FcamError`
+naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fcam.errors import FcamError
+
+
+def _opt(default: Any, help: str, choices: tuple | None = None) -> Any:
+    """A config field with its documentation (and allowed values) attached."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class DataConfig:
+    dataset: str = _opt("CUB", "Dataset name; its kind (boxes or masks) follows from it.",
+                        ("CUB", "ILSVRC", "OpenImages"))
+    root: str = _opt("data/images", "Image root: images are read from <root>/<dataset>/<image_id>.")
+    metadata_root: str = _opt("metadata", "wsolevaluation metadata: <metadata_root>/<dataset>/<split>/*.txt.")
+    mask_root: str = _opt("data/masks", "Mask root (OpenImages): <mask_root>/OpenImages/<mask_path>.")
+    resize_size: int = _opt(256, "Training images are resized to this square size before the random crop.")
+    crop_size: int = _opt(224, "Training crop size; evaluation images are resized to it (no crop).")
+    eval_size: int = _opt(224, "Size at which score maps are scored (the protocol fixes 224).")
+    num_classes: int = _opt(0, "Number of classes; 0 takes max label + 1 of the training split.")
+    num_workers: int = _opt(4, "DataLoader worker processes per rank.")
+    train_split: str = _opt("train", "Split used for training.")
+    val_split: str = _opt("val", "Split used for per-epoch validation and model selection.")
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = _opt("resnet50", "WSOL encoder (28x28 top map at 224).",
+                         ("resnet50", "vgg16", "inceptionv3", "resnet18"))
+    pretrained: str = _opt("imagenet", "'imagenet' (torchvision weights), 'none' (random init) or a weights file.")
+
+
+@dataclass
+class CamConfig:
+    method: str = _opt("cam", "CAM method for validation (fcam-train-cls) and for the seeds (fcam-train-decoder).",
+                       ("cam", "gradcam", "gradcampp", "smoothgradcampp", "xgradcam", "layercam"))
+    interpolation: str = _opt("bicubic", "Upsampling of low-resolution CAMs to eval_size: 'bicubic' "
+                              "(OpenCV, wsolevaluation) or 'bilinear' (torch, F-CAM code).", ("bicubic", "bilinear"))
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _opt(50, "Classifier training epochs.")
+    batch_size: int = _opt(32, "Batch size per process.")
+    lr: float = _opt(1.7e-3, "SGD learning rate of the pretrained layers.")
+    new_layers_lr_mult: float = _opt(10.0, "Learning-rate multiplier of the new layers (head, VGG conv6, SPG blocks).")
+    momentum: float = _opt(0.9, "SGD momentum.")
+    weight_decay: float = _opt(1e-4, "SGD weight decay.")
+    lr_decay_epochs: int = _opt(15, "Step schedule: multiply the learning rate by lr_decay_factor every this many epochs.")
+    lr_decay_factor: float = _opt(0.1, "Step schedule factor.")
+    seed: int = _opt(0, "Seed of every random draw (data order, augmentation, init, seeds of F-CAM).")
+    amp: bool = _opt(True, "Mixed precision on CUDA (ignored on the CPU).")
+    eval_batch_size: int = _opt(64, "Batch size of validation and evaluation passes.")
+
+
+@dataclass
+class EvalConfig:
+    cam_curve_interval: float = _opt(0.001, "Threshold step of MaxBoxAcc / PxAP (1000 thresholds at 0.001).")
+
+
+@dataclass
+class FcamConfig:
+    epochs: int = _opt(50, "Decoder training epochs.")
+    batch_size: int = _opt(32, "Decoder batch size per process.")
+    lr: float = _opt(0.01, "Decoder SGD learning rate (Nesterov, momentum 0.9).")
+    momentum: float = _opt(0.9, "Decoder SGD momentum.")
+    weight_decay: float = _opt(1e-4, "Decoder SGD weight decay.")
+    alpha: float = _opt(1.0, "Weight of the partial cross-entropy on the seeds.")
+    n_seeds: int = _opt(10, "Seeds sampled per image and per region (foreground, background) at each step.")
+    bg_fraction: float = _opt(0.3, "n-: fraction of lowest-CAM pixels forming the background region.")
+    ksz: int = _opt(3, "Each seed is dilated by a ksz x ksz square.")
+    erode_size: int = _opt(11, "Erosion kernel of the Otsu foreground region.")
+    crf_weight: float = _opt(2e-9, "lambda of the dense CRF loss (0 disables it).")
+    crf_sigma_rgb: float = _opt(15.0, "CRF colour bandwidth.")
+    crf_sigma_xy: float = _opt(100.0, "CRF spatial bandwidth (pixels).")
+    crf_scale: float = _opt(1.0, "CRF resolution scale factor.")
+    crf_backend: str = _opt("permutohedral", "CRF filtering: 'permutohedral' (the paper's) or 'exact' (tiled).",
+                            ("permutohedral", "exact"))
+    size_weight: float = _opt(0.1, "Weight of the absolute size constraint (0 disables it).")
+    elb_t_init: float = _opt(1.0, "Initial t of the extended log-barrier.")
+    elb_t_mult: float = _opt(1.01, "t is multiplied by this after each epoch.")
+    elb_t_max: float = _opt(10.0, "Cap of t.")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    cam: CamConfig = field(default_factory=CamConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    fcam: FcamConfig = field(default_factory=FcamConfig)
+    device: str = _opt("auto", "'auto' (CUDA when available), 'cpu' or 'cuda'.", ("auto", "cpu", "cuda"))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _coerce(value: Any, kind: type, key: str, source: str) -> Any:
+    """Check one value against its field type; ints are accepted where floats are expected."""
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind is str:
+        ok = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+        value = str(value) if ok else value
+    else:
+        raise TypeError(f"unsupported config field type {kind}")
+    if not ok:
+        raise FcamError(f"{source}: config key '{key}' expects {kind.__name__}, got {value!r}")
+    return value
+
+
+def _fill(obj: Any, values: dict, prefix: str, source: str) -> None:
+    """Set the fields of dataclass ``obj`` from a nested dict, recursing into sections."""
+    if not isinstance(values, dict):
+        raise FcamError(f"{source}: config key '{prefix.rstrip('.') or '<root>'}' must be a mapping")
+    hints = typing.get_type_hints(type(obj))
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    for name, value in values.items():
+        key = f"{prefix}{name}"
+        if name not in fields:
+            raise FcamError(f"{source}: unknown config key '{key}'; valid keys here: {', '.join(fields)}")
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            _fill(getattr(obj, name), value, f"{key}.", source)
+            continue
+        value = _coerce(value, kind, key, source)
+        choices = fields[name].metadata.get("choices")
+        if choices and value not in choices:
+            raise FcamError(f"{source}: config key '{key}' must be one of {', '.join(choices)}; got {value!r}")
+        setattr(obj, name, value)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """Turn ``['train.lr=0.1', 'model.backbone=vgg16']`` into a nested dict (values parsed as YAML)."""
+    nested: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise FcamError(f"--set expects KEY=VALUE, got {item!r}")
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        node = nested
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise FcamError(f"--set: '{key}' conflicts with another override")
+        node[leaf] = value
+    return nested
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: Config | None = None) -> Config:
+    """Build a :class:`Config` from ``base`` (or the defaults), then a YAML file, then ``--set`` overrides."""
+    cfg = copy.deepcopy(base) if base is not None else Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FcamError(f"config file not found: {path}")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise FcamError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        _fill(cfg, values, "", str(path))
+    if overrides:
+        _fill(cfg, parse_overrides(overrides), "", "--set")
+    return cfg
+
+
+def config_from_dict(values: dict, source: str = "checkpoint") -> Config:
+    """Rebuild a :class:`Config` saved with :meth:`Config.to_dict` (e.g. inside a checkpoint)."""
+    cfg = Config()
+    _fill(cfg, values, "", source)
+    return cfg
+
+
+def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]:
+    """Rows ``(key, default, meaning)`` of every config key, for the README's reference table."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            rows += describe(kind, f"{prefix}{f.name}.")
+            continue
+        text = f.metadata["help"]
+        if f.metadata.get("choices"):
+            text += f" One of: {', '.join(f.metadata['choices'])}."
+        rows.append((f"{prefix}{f.name}", repr(f.default) if isinstance(f.default, str) else str(f.default), text))
+    return rows
+
+
+def markdown_table() -> str:
+    """The config reference as a Markdown table (the README embeds this text verbatim)."""
+    lines = ["| key | default | meaning |", "| --- | --- | --- |"]
+    lines += [f"| `{k}` | `{d}` | {m} |" for k, d, m in describe()]
+    return "\n".join(lines)

@@ -1,0 +1,128 @@
+"""Evaluating trained models with several map methods in one run (``fcam-eval --checkpoint``):
+metrics per method, saved score maps, example figures and, when methods are compared, the
+threshold-sensitivity curves and activation histograms of the paper's Fig. 5 and 6."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fcam.config import Config
+from fcam.data import Metadata
+from fcam.engine.distributed import DistContext
+from fcam.engine.evaluation import MapFn, cam_map_fn, evaluate_localization, fcam_map_fn
+from fcam.engine.loaders import eval_loader
+from fcam.engine.report import format_table, write_report
+from fcam.errors import FcamError
+from fcam.metrics import boxes_at_threshold
+from fcam.models import FCAMModel, WSOLClassifier
+from fcam.viz import plot_box_examples, plot_histograms, plot_mask_examples, plot_threshold_sensitivity
+
+MEAN = np.array([0.485, 0.456, 0.406])
+STD = np.array([0.229, 0.224, 0.225])
+HISTOGRAM_IMAGES = 256   # activation histograms use the first images' maps, every 4th pixel
+HISTOGRAM_STRIDE = 4
+
+
+@dataclass
+class MapCollector:
+    """Sees every batch's maps once: saves them as .npy, keeps the first few for figures and a
+    bounded sample of values for the histograms (memory stays flat over the split)."""
+
+    scoremap_dir: Path | None
+    n_examples: int
+    examples: list[dict] = field(default_factory=list)
+    values: list[np.ndarray] = field(default_factory=list)
+    seen: int = 0
+
+    def __call__(self, batch: dict, maps: np.ndarray) -> None:
+        for i, image_id in enumerate(batch["image_id"]):
+            if self.scoremap_dir is not None:
+                path = self.scoremap_dir / f"{image_id}.npy"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(path, maps[i])
+            if len(self.examples) < self.n_examples:
+                self.examples.append({"index": int(batch["index"][i]), "map": maps[i],
+                                      "image": _display_image(batch["image"][i].numpy(), maps[i].shape),
+                                      **({"gt_mask": batch["gt_mask"][i].numpy(), "ignore": batch["ignore_mask"][i].numpy()}
+                                         if "gt_mask" in batch else {})})
+            if self.seen < HISTOGRAM_IMAGES:
+                self.values.append(maps[i][::HISTOGRAM_STRIDE, ::HISTOGRAM_STRIDE].ravel())
+            self.seen += 1
+
+
+def _display_image(normalized: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The network input back to uint8 RGB at the map's size (for figures)."""
+    image = np.clip((normalized.transpose(1, 2, 0) * STD + MEAN) * 255.0, 0, 255).astype(np.uint8)
+    if image.shape[:2] != size:
+        image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return image
+
+
+def _f1_threshold(curves: dict) -> float:
+    """The operating point with the best F1 on the precision-recall curve (mask figures)."""
+    precision, recall = np.asarray(curves["precision"]), np.asarray(curves["recall"])
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    return float(np.asarray(curves["thresholds"])[min(int(np.argmax(f1)), len(curves["thresholds"]) - 1)])
+
+
+def _example_figure(collector: MapCollector, metrics: dict, metadata: Metadata, eval_size: int,
+                    path: Path, name: str) -> None:
+    ex = collector.examples
+    if not ex:
+        return
+    titles = [f"{name}: {metadata.image_ids[e['index']]}" for e in ex]
+    if metadata.kind == "box":
+        threshold = float(metrics["best_threshold"])
+        gt = metadata.gt_boxes(eval_size)
+        plot_box_examples([e["image"] for e in ex], [e["map"] for e in ex], threshold,
+                          [boxes_at_threshold(e["map"], threshold) for e in ex], [gt[e["index"]] for e in ex],
+                          path, titles=titles)
+    else:
+        plot_mask_examples([e["image"] for e in ex], [e["map"] for e in ex], _f1_threshold(metrics["curves"]),
+                           [e["gt_mask"] for e in ex], [e["ignore"] for e in ex], path, titles=titles)
+
+
+def map_function(method: str, cfg: Config, ctx: DistContext, classifier: WSOLClassifier | None,
+                 fcam_model: FCAMModel | None) -> MapFn:
+    if method == "fcam":
+        if fcam_model is None:
+            raise FcamError("--method fcam needs --decoder CKPT (a checkpoint written by fcam-train-decoder)")
+        return fcam_map_fn(fcam_model, cfg.data.eval_size, ctx.device)
+    model = classifier if classifier is not None else fcam_model.classifier
+    return cam_map_fn(model, method, cfg.data.eval_size, cfg.cam.interpolation, ctx.device)
+
+
+def evaluate_methods(cfg: Config, ctx: DistContext, metadata: Metadata, methods: list[str], out_dir: Path,
+                     classifier: WSOLClassifier | None = None, fcam_model: FCAMModel | None = None,
+                     save_scoremaps: bool = False, visualize: int = 0) -> dict[str, dict]:
+    """Evaluate each method on ``metadata``'s split; write one folder per method (metrics.json,
+    curves, figures, score maps) and, for several methods, comparison figures in ``out_dir``."""
+    loader = eval_loader(cfg, metadata, ctx)
+    results: dict[str, dict] = {}
+    curves: dict[str, dict] = {}
+    values: dict[str, np.ndarray] = {}
+    for method in methods:
+        method_dir = out_dir / method if len(methods) > 1 else out_dir
+        collector = MapCollector(method_dir / "scoremaps" if save_scoremaps else None,
+                                 visualize if ctx.is_main else 0)
+        metrics = evaluate_localization(map_function(method, cfg, ctx, classifier, fcam_model), loader, metadata,
+                                        ctx, cfg.data.eval_size, cfg.eval.cam_curve_interval,
+                                        on_batch=collector, desc=method)
+        if not ctx.is_main:
+            continue
+        results[method] = write_report(metrics, method_dir, title=f"{method} on {metadata.dataset} {metadata.split}")
+        curves[method] = metrics["curves"]
+        values[method] = np.concatenate(collector.values) if collector.values else np.zeros(1)
+        if visualize:
+            _example_figure(collector, metrics, metadata, cfg.data.eval_size, method_dir / "examples.png", method)
+    if ctx.is_main and len(methods) > 1:
+        if metadata.kind == "box":
+            plot_threshold_sensitivity(curves, out_dir / "threshold_sensitivity.png", key="v1_iou50")
+        plot_histograms(values, out_dir / "histograms.png")
+    if ctx.is_main:
+        print(format_table(results))
+    return results

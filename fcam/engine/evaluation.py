@@ -1,0 +1,95 @@
+"""Localization evaluation of a model through the protocol's evaluator, streamed batch by batch.
+
+A *map function* turns a batch into score maps at the evaluation size (float64 in [0,1]) and
+the logits; this module feeds them to :class:`BoxEvaluator` or :class:`MaskEvaluator`, gathers
+the additive counts over ranks and returns the metrics, equal to those of a one-process run.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from fcam.cams import compute_cams
+from fcam.data import Metadata
+from fcam.engine.distributed import DistContext, all_reduce_arrays
+from fcam.metrics import BoxEvaluator, MaskEvaluator, normalize_scoremap, resize_scoremap, topk_correct
+from fcam.models import FCAMModel, WSOLClassifier
+
+MapFn = Callable[[dict], tuple[np.ndarray, torch.Tensor]]
+
+
+def cam_map_fn(model: WSOLClassifier, method: str, eval_size: int, interpolation: str,
+               device: torch.device) -> MapFn:
+    """Maps of one CAM method for the GT class, as the reference scores them: the low-res map is
+    resized to the evaluation size, then min-max normalized (float64)."""
+
+    def fn(batch: dict) -> tuple[np.ndarray, torch.Tensor]:
+        images = batch["image"].to(device, non_blocking=True)
+        labels = batch["label"].to(device, non_blocking=True)
+        with torch.no_grad():
+            logits = model(images)
+        cams = compute_cams(model, images, labels, method, model.cam_target_layer, fc=model.fc)
+        maps = resize_scoremap(cams.double().cpu().numpy(), eval_size, interpolation)
+        return np.stack([normalize_scoremap(m) for m in maps]), logits
+
+    return fn
+
+
+def fcam_map_fn(model: FCAMModel, eval_size: int, device: torch.device) -> MapFn:
+    """F-CAM maps: the decoder's foreground probability, used as it is (no min-max)."""
+
+    def fn(batch: dict) -> tuple[np.ndarray, torch.Tensor]:
+        images = batch["image"].to(device, non_blocking=True)
+        with torch.no_grad():
+            out = model(images)
+            fg = torch.softmax(out["seg_logits"].float(), dim=1)[:, 1:2]
+            if fg.shape[-1] != eval_size or fg.shape[-2] != eval_size:
+                fg = F.interpolate(fg, size=(eval_size, eval_size), mode="bilinear", align_corners=False)
+        return fg[:, 0].double().cpu().numpy(), out["logits"]
+
+    return fn
+
+
+def make_evaluator(metadata: Metadata, cam_curve_interval: float) -> BoxEvaluator | MaskEvaluator:
+    if metadata.kind == "mask":
+        return MaskEvaluator(cam_curve_interval=cam_curve_interval)
+    return BoxEvaluator(cam_curve_interval=cam_curve_interval)
+
+
+def evaluate_localization(map_fn: MapFn, loader: DataLoader, metadata: Metadata, ctx: DistContext,
+                          eval_size: int, cam_curve_interval: float = 0.001,
+                          on_batch: Callable[[dict, np.ndarray], None] | None = None,
+                          desc: str = "eval") -> dict:
+    """Score every image of ``loader`` (each rank its shard) and return the gathered metrics.
+
+    ``on_batch(batch, maps)`` sees every batch's maps (saving them, figures) without holding
+    them all. Metrics are percentages; ``cls_acc``, ``top1_loc`` and ``top5_loc`` are added.
+    """
+    evaluator = make_evaluator(metadata, cam_curve_interval)
+    gt_boxes = metadata.gt_boxes(eval_size) if metadata.kind == "box" else None
+    cls_hits = np.zeros(1, dtype=np.float64)
+    for batch in tqdm(loader, desc=desc, leave=False, disable=not ctx.is_main, dynamic_ncols=True):
+        maps, logits = map_fn(batch)
+        correct = topk_correct(logits.float().cpu(), batch["label"], ks=(1, 5))
+        cls_hits += correct[1].sum()
+        if gt_boxes is not None:
+            boxes = [gt_boxes[i] for i in batch["index"].tolist()]
+            evaluator.add(maps, boxes, top1_correct=correct[1], top5_correct=correct[5])
+        else:
+            evaluator.add(maps, batch["gt_mask"].numpy(), batch["ignore_mask"].numpy())
+        if on_batch is not None:
+            on_batch(batch, maps)
+    state = evaluator.state()
+    state["_cls_hits"] = cls_hits
+    state = all_reduce_arrays(state, ctx)
+    cls_hits = state.pop("_cls_hits")
+    evaluator.load_state(state)
+    metrics = evaluator.compute()
+    metrics["cls_acc"] = 100.0 * float(cls_hits[0]) / max(len(metadata.image_ids), 1)
+    return metrics

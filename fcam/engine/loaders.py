@@ -1,0 +1,88 @@
+"""DataLoaders built from the config: shuffled (and sharded under DDP) for training, sharded
+without padding for evaluation so that every image is scored exactly once over all ranks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data.distributed import DistributedSampler
+
+from fcam.config import Config
+from fcam.data import Metadata, WSOLDataset, load_gt_mask, load_metadata
+from fcam.engine.distributed import DistContext
+from fcam.errors import FcamError
+
+
+def split_metadata(cfg: Config, split: str) -> Metadata:
+    return load_metadata(cfg.data.metadata_root, cfg.data.dataset, split)
+
+
+def num_classes(cfg: Config, train_meta: Metadata) -> int:
+    """``data.num_classes``, or max label + 1 of the training split when it is 0."""
+    return cfg.data.num_classes or train_meta.num_classes
+
+
+def image_root(cfg: Config) -> Path:
+    return Path(cfg.data.root) / cfg.data.dataset
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world, ...``: a partition of the dataset with no repeated sample
+    (DistributedSampler pads with repeats, which would bias the metrics)."""
+
+    def __init__(self, size: int, rank: int, world_size: int) -> None:
+        self.indices = list(range(rank, size, world_size))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class EvalItems(Dataset):
+    """A WSOLDataset whose items also carry the ground truth at the evaluation size:
+    the boxes' index into the metadata, or the protocol's mask and ignore mask (read in the
+    loader's workers, not on the main process)."""
+
+    def __init__(self, dataset: WSOLDataset, metadata: Metadata, mask_root: str, eval_size: int) -> None:
+        self.dataset = dataset
+        self.metadata = metadata
+        self.mask_root = mask_root
+        self.eval_size = eval_size
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.dataset[index]
+        if self.metadata.kind == "mask":
+            paths, ignore = self.metadata.masks[item["image_id"]]
+            mask, ignored = load_gt_mask(self.mask_root, paths, ignore, self.eval_size)
+            item["gt_mask"] = torch.from_numpy(mask)
+            item["ignore_mask"] = torch.from_numpy(ignored)
+        return item
+
+
+def train_loader(cfg: Config, metadata: Metadata, ctx: DistContext, batch_size: int) -> DataLoader:
+    dataset = WSOLDataset(image_root(cfg), metadata, train=True,
+                          resize_size=cfg.data.resize_size, crop_size=cfg.data.crop_size)
+    if len(dataset) < batch_size * ctx.world_size:
+        raise FcamError(f"split '{metadata.split}' of {metadata.dataset} has {len(dataset)} images, "
+                        f"fewer than one batch ({batch_size} x {ctx.world_size} processes)")
+    sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
+                                 shuffle=True, seed=cfg.train.seed, drop_last=True)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
+                      num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda",
+                      persistent_workers=False)
+
+
+def eval_loader(cfg: Config, metadata: Metadata, ctx: DistContext) -> DataLoader:
+    dataset = WSOLDataset(image_root(cfg), metadata, train=False,
+                          resize_size=cfg.data.resize_size, crop_size=cfg.data.crop_size)
+    items = EvalItems(dataset, metadata, cfg.data.mask_root, cfg.data.eval_size)
+    sampler = ShardSampler(len(items), ctx.rank, ctx.world_size)
+    return DataLoader(items, batch_size=cfg.train.eval_batch_size, sampler=sampler,
+                      num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda")

@@ -1,0 +1,174 @@
+"""The two training recipes: the WSOL classifier (fcam-train-cls) and the F-CAM decoder on top
+of a frozen classifier (fcam-train-decoder). Each says what a step, an epoch's end and a
+validation are; :func:`fcam.engine.trainer.fit` runs them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from fcam.cams import compute_cams
+from fcam.config import Config, config_from_dict
+from fcam.data import Metadata
+from fcam.engine.checkpoint import load_checkpoint
+from fcam.engine.distributed import DistContext
+from fcam.engine.evaluation import cam_map_fn, evaluate_localization, fcam_map_fn
+from fcam.engine.loaders import eval_loader, train_loader
+from fcam.errors import FcamError
+from fcam.losses import DenseCRFLoss, ExtendedLogBarrier, FCAMLoss, SeedSampler, SizeConstraintLoss
+from fcam.models import FCAMModel, WSOLClassifier, build_classifier, build_fcam
+
+
+def selection_metric(metadata: Metadata) -> str:
+    """Model selection as in the protocol: MaxBoxAcc on box data, PxAP on mask data."""
+    return "PxAP" if metadata.kind == "mask" else "MaxBoxAcc"
+
+
+def _wrap(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
+    if not ctx.distributed:
+        return model
+    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+class ClassifierTask:
+    """Cross-entropy training of encoder + GAP + linear, selected on validation localization
+    with the configured CAM method (SGD, x10 learning rate on the new layers, step decay)."""
+
+    kind = "classifier"
+
+    def __init__(self, cfg: Config, ctx: DistContext, train_meta: Metadata, val_meta: Metadata,
+                 num_classes: int) -> None:
+        self.cfg, self.ctx, self.val_meta = cfg, ctx, val_meta
+        self.selection_key = selection_metric(val_meta)
+        self.model = build_classifier(cfg.model.backbone, num_classes, cfg.model.pretrained).to(ctx.device)
+        self.net = _wrap(self.model, ctx)
+        pretrained, new = self.model.parameter_groups()
+        t = cfg.train
+        self.optimizer = torch.optim.SGD(
+            [{"params": pretrained, "lr": t.lr}, {"params": new, "lr": t.lr * t.new_layers_lr_mult}],
+            lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, t.lr_decay_epochs, t.lr_decay_factor)
+        self.train_loader = train_loader(cfg, train_meta, ctx, t.batch_size)
+        self.val_loader = eval_loader(cfg, val_meta, ctx)
+
+    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        images = batch["image"].to(self.ctx.device, non_blocking=True)
+        labels = batch["label"].to(self.ctx.device, non_blocking=True)
+        return {"loss": F.cross_entropy(self.net(images), labels)}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.net.train()
+        self.train_loader.sampler.set_epoch(epoch)
+
+    def end_epoch(self) -> None:
+        self.scheduler.step()
+
+    def validate(self) -> dict[str, Any]:
+        self.model.eval()
+        fn = cam_map_fn(self.model, self.cfg.cam.method, self.cfg.data.eval_size, self.cfg.cam.interpolation,
+                        self.ctx.device)
+        return evaluate_localization(fn, self.val_loader, self.val_meta, self.ctx, self.cfg.data.eval_size,
+                                     self.cfg.eval.cam_curve_interval, desc="validate")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "num_classes": self.model.num_classes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+def load_classifier(path: str, device: torch.device) -> tuple[WSOLClassifier, Config]:
+    """A trained classifier and the config it was trained with, from an fcam-train-cls checkpoint."""
+    state = load_checkpoint(path, kind="classifier", map_location="cpu")
+    cls_cfg = config_from_dict(state["config"], source=str(path))
+    model = build_classifier(cls_cfg.model.backbone, state["task"]["num_classes"], "none")
+    try:
+        model.load_state_dict(state["task"]["model"])
+    except RuntimeError as exc:
+        raise FcamError(f"{path}: weights do not fit backbone '{cls_cfg.model.backbone}' "
+                        f"({str(exc).splitlines()[0]})") from None
+    return model.to(device).eval(), cls_cfg
+
+
+def load_fcam(path: str, device: torch.device) -> tuple[FCAMModel, Config]:
+    """A trained F-CAM model (frozen classifier + decoder) from an fcam-train-decoder checkpoint."""
+    state = load_checkpoint(path, kind="fcam", map_location="cpu")
+    cfg = config_from_dict(state["config"], source=str(path))
+    classifier = build_classifier(cfg.model.backbone, state["task"]["num_classes"], "none")
+    model = build_fcam(classifier)
+    try:
+        model.load_state_dict(state["task"]["model"])
+    except RuntimeError as exc:
+        raise FcamError(f"{path}: weights do not fit backbone '{cfg.model.backbone}' "
+                        f"({str(exc).splitlines()[0]})") from None
+    return model.to(device).eval(), cfg
+
+
+class DecoderTask:
+    """F-CAM: the U-Net decoder trained on a frozen classifier from CAM seeds, the dense CRF
+    loss and the absolute size constraint (SPEC §7, Eq. 3 of the paper)."""
+
+    kind = "fcam"
+
+    def __init__(self, cfg: Config, ctx: DistContext, train_meta: Metadata, val_meta: Metadata,
+                 classifier: WSOLClassifier) -> None:
+        self.cfg, self.ctx, self.val_meta = cfg, ctx, val_meta
+        self.selection_key = selection_metric(val_meta)
+        self.model = build_fcam(classifier).to(ctx.device)
+        self.net = _wrap(self.model, ctx)
+        f = cfg.fcam
+        self.optimizer = torch.optim.SGD(self.model.decoder.parameters(), lr=f.lr, momentum=f.momentum,
+                                         weight_decay=f.weight_decay, nesterov=True)
+        self.seeds = SeedSampler(n_seeds=f.n_seeds, bg_fraction=f.bg_fraction, ksz=f.ksz, erode_size=f.erode_size)
+        self.elb = ExtendedLogBarrier(t_init=f.elb_t_init, t_mult=f.elb_t_mult, t_max=f.elb_t_max)
+        crf = DenseCRFLoss(weight=f.crf_weight, sigma_rgb=f.crf_sigma_rgb, sigma_xy=f.crf_sigma_xy,
+                           scale_factor=f.crf_scale, backend=f.crf_backend) if f.crf_weight > 0 else None
+        size = SizeConstraintLoss(weight=f.size_weight, elb=self.elb) if f.size_weight > 0 else None
+        self.criterion = FCAMLoss(alpha=f.alpha, crf=crf, size=size)
+        self.generator = torch.Generator(device=ctx.device)
+        self.train_loader = train_loader(cfg, train_meta, ctx, f.batch_size)
+        self.val_loader = eval_loader(cfg, val_meta, ctx)
+
+    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        images = batch["image"].to(self.ctx.device, non_blocking=True)
+        labels = batch["label"].to(self.ctx.device, non_blocking=True)
+        raw = batch["raw"].to(self.ctx.device, non_blocking=True)
+        classifier = self.model.classifier
+        cams = compute_cams(classifier, images, labels, self.cfg.cam.method, classifier.cam_target_layer,
+                            fc=classifier.fc, size=tuple(images.shape[-2:]))
+        seeds = self.seeds(cams, generator=self.generator)
+        out = self.net(images)
+        terms = self.criterion(out["seg_logits"].float(), raw, seeds)
+        return {"loss": terms["total"], **{k: v for k, v in terms.items() if k != "total"}}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.net.train()
+        self.train_loader.sampler.set_epoch(epoch)
+        # Seeds are drawn from their own generator, re-seeded per epoch and rank, so a resumed
+        # run samples the same pixels as an uninterrupted one.
+        self.generator.manual_seed(self.cfg.train.seed * 100_003 + epoch * 1_009 + self.ctx.rank)
+
+    def end_epoch(self) -> None:
+        self.elb.step()
+
+    def validate(self) -> dict[str, Any]:
+        self.model.eval()
+        fn = fcam_map_fn(self.model, self.cfg.data.eval_size, self.ctx.device)
+        return evaluate_localization(fn, self.val_loader, self.val_meta, self.ctx, self.cfg.data.eval_size,
+                                     self.cfg.eval.cam_curve_interval, desc="validate")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "elb": self.elb.state_dict(), "num_classes": self.model.classifier.num_classes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.elb.load_state_dict(state["elb"])
