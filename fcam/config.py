@@ -29,9 +29,9 @@ def _opt(default: Any, help: str, choices: tuple | None = None) -> Any:
 class DataConfig:
     dataset: str = _opt("CUB", "Dataset name; its kind (boxes or masks) follows from it.",
                         ("CUB", "ILSVRC", "OpenImages"))
-    root: str = _opt("data/images", "Image root: images are read from <root>/<dataset>/<image_id>.")
-    metadata_root: str = _opt("metadata", "wsolevaluation metadata: <metadata_root>/<dataset>/<split>/*.txt.")
-    mask_root: str = _opt("data/masks", "Mask root (OpenImages): <mask_root>/OpenImages/<mask_path>.")
+    root: str = _opt("data/images", "Image root: images are read from ROOT/DATASET/IMAGE_ID.")
+    metadata_root: str = _opt("metadata", "wsolevaluation metadata: METADATA_ROOT/DATASET/SPLIT/*.txt.")
+    mask_root: str = _opt("data/masks", "Mask root (OpenImages): masks are read from MASK_ROOT/OpenImages/MASK_PATH.")
     resize_size: int = _opt(256, "Training images are resized to this square size before the random crop.")
     crop_size: int = _opt(224, "Training crop size; evaluation images are resized to it (no crop).")
     eval_size: int = _opt(224, "Size at which score maps are scored (the protocol fixes 224).")
@@ -221,3 +221,7 @@ def markdown_table() -> str:
     lines = ["| key | default | meaning |", "| --- | --- | --- |"]
     lines += [f"| `{k}` | `{d}` | {m} |" for k, d, m in describe()]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -14,7 +14,7 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     try:
         return int(main(argv) or 0)
     except FcamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -26,3 +26,11 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="YAML config file (see configs/)")
     parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override config keys, e.g. --set train.lr=0.01 model.backbone=vgg16")
+
+
+def one_line(message: str) -> str:
+    """The user's message alone: an error re-raised from a DataLoader worker carries the
+    worker's traceback text, whose last line is the original message."""
+    if "Original Traceback" in message:
+        message = message.strip().splitlines()[-1].split("FcamError: ", 1)[-1]
+    return message.splitlines()[0] if message else message

@@ -66,9 +66,10 @@ class EvalItems(Dataset):
         return item
 
 
-def train_loader(cfg: Config, metadata: Metadata, ctx: DistContext, batch_size: int) -> DataLoader:
-    dataset = WSOLDataset(image_root(cfg), metadata, train=True,
-                          resize_size=cfg.data.resize_size, crop_size=cfg.data.crop_size)
+def train_loader(cfg: Config, metadata: Metadata, ctx: DistContext, batch_size: int,
+                 classes: int | None = None) -> DataLoader:
+    dataset = WSOLDataset(image_root(cfg), metadata, train=True, resize_size=cfg.data.resize_size,
+                          crop_size=cfg.data.crop_size, num_classes=classes)
     if len(dataset) < batch_size * ctx.world_size:
         raise FcamError(f"split '{metadata.split}' of {metadata.dataset} has {len(dataset)} images, "
                         f"fewer than one batch ({batch_size} x {ctx.world_size} processes)")
@@ -79,9 +80,9 @@ def train_loader(cfg: Config, metadata: Metadata, ctx: DistContext, batch_size: 
                       persistent_workers=False)
 
 
-def eval_loader(cfg: Config, metadata: Metadata, ctx: DistContext) -> DataLoader:
-    dataset = WSOLDataset(image_root(cfg), metadata, train=False,
-                          resize_size=cfg.data.resize_size, crop_size=cfg.data.crop_size)
+def eval_loader(cfg: Config, metadata: Metadata, ctx: DistContext, classes: int | None = None) -> DataLoader:
+    dataset = WSOLDataset(image_root(cfg), metadata, train=False, resize_size=cfg.data.resize_size,
+                          crop_size=cfg.data.crop_size, num_classes=classes)
     items = EvalItems(dataset, metadata, cfg.data.mask_root, cfg.data.eval_size)
     sampler = ShardSampler(len(items), ctx.rank, ctx.world_size)
     return DataLoader(items, batch_size=cfg.train.eval_batch_size, sampler=sampler,

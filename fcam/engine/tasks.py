@@ -52,8 +52,8 @@ class ClassifierTask:
             [{"params": pretrained, "lr": t.lr}, {"params": new, "lr": t.lr * t.new_layers_lr_mult}],
             lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, t.lr_decay_epochs, t.lr_decay_factor)
-        self.train_loader = train_loader(cfg, train_meta, ctx, t.batch_size)
-        self.val_loader = eval_loader(cfg, val_meta, ctx)
+        self.train_loader = train_loader(cfg, train_meta, ctx, t.batch_size, num_classes)
+        self.val_loader = eval_loader(cfg, val_meta, ctx, num_classes)
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         images = batch["image"].to(self.ctx.device, non_blocking=True)
@@ -133,8 +133,9 @@ class DecoderTask:
         size = SizeConstraintLoss(weight=f.size_weight, elb=self.elb) if f.size_weight > 0 else None
         self.criterion = FCAMLoss(alpha=f.alpha, crf=crf, size=size)
         self.generator = torch.Generator(device=ctx.device)
-        self.train_loader = train_loader(cfg, train_meta, ctx, f.batch_size)
-        self.val_loader = eval_loader(cfg, val_meta, ctx)
+        classes = classifier.num_classes
+        self.train_loader = train_loader(cfg, train_meta, ctx, f.batch_size, classes)
+        self.val_loader = eval_loader(cfg, val_meta, ctx, classes)
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         images = batch["image"].to(self.ctx.device, non_blocking=True)
