@@ -17,7 +17,7 @@ from fcam.engine.evaluation import MapFn, cam_map_fn, evaluate_localization, fca
 from fcam.engine.loaders import eval_loader
 from fcam.engine.report import format_table, write_report
 from fcam.errors import FcamError
-from fcam.metrics import boxes_at_threshold
+from fcam.metrics.reference import boxes_at_threshold
 from fcam.models import FCAMModel, WSOLClassifier
 from fcam.viz import plot_box_examples, plot_histograms, plot_mask_examples, plot_threshold_sensitivity
 
@@ -79,7 +79,7 @@ def _example_figure(collector: MapCollector, metrics: dict, metadata: Metadata, 
         threshold = float(metrics["best_threshold"])
         gt = metadata.gt_boxes(eval_size)
         plot_box_examples([e["image"] for e in ex], [e["map"] for e in ex], threshold,
-                          [boxes_at_threshold(e["map"], threshold) for e in ex], [gt[e["index"]] for e in ex],
+                          [boxes_at_threshold(e["map"], threshold, multi_contour=False) for e in ex], [gt[e["index"]] for e in ex],
                           path, titles=titles)
     else:
         plot_mask_examples([e["image"] for e in ex], [e["map"] for e in ex], _f1_threshold(metrics["curves"]),

@@ -74,7 +74,7 @@ def evaluate_localization(map_fn: MapFn, loader: DataLoader, metadata: Metadata,
     evaluator = make_evaluator(metadata, cam_curve_interval)
     gt_boxes = metadata.gt_boxes(eval_size) if metadata.kind == "box" else None
     cls_hits = np.zeros(1, dtype=np.float64)
-    for batch in tqdm(loader, desc=desc, leave=False, disable=not ctx.is_main, dynamic_ncols=True):
+    for batch in tqdm(loader, desc=desc, leave=False, disable=None if ctx.is_main else True, dynamic_ncols=True):
         maps, logits = map_fn(batch)
         correct = topk_correct(logits.float().cpu(), batch["label"], ks=(1, 5))
         cls_hits += correct[1].sum()

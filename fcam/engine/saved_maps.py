@@ -13,7 +13,7 @@ from tqdm import tqdm
 from fcam.data import Metadata, load_gt_mask
 from fcam.engine.evaluation import make_evaluator
 from fcam.errors import FcamError
-from fcam.metrics import check_scoremap, normalize_scoremap, resize_scoremap
+from fcam.metrics import normalize_scoremap, resize_scoremap
 
 
 def prepare_saved_map(scoremap: np.ndarray, eval_size: int, normalize: bool, name: str) -> np.ndarray:
@@ -25,10 +25,14 @@ def prepare_saved_map(scoremap: np.ndarray, eval_size: int, normalize: bool, nam
     """
     if scoremap.ndim != 2:
         raise FcamError(f"{name}: expected a 2-D score map, got shape {tuple(scoremap.shape)}")
+    if not np.issubdtype(scoremap.dtype, np.number) or not np.isfinite(scoremap).all():
+        raise FcamError(f"{name}: a score map must hold finite numbers (found NaN, inf or dtype {scoremap.dtype})")
     scoremap = scoremap.astype(np.float64)
     if normalize:
         scoremap = normalize_scoremap(scoremap)
-    check_scoremap(scoremap, None, name)
+    elif scoremap.min() < 0 or scoremap.max() > 1:
+        raise FcamError(f"{name}: values lie in [{scoremap.min():.6g}, {scoremap.max():.6g}], outside [0, 1]; "
+                        f"pass --normalize to min-max normalize such maps")
     if scoremap.shape != (eval_size, eval_size):
         scoremap = np.clip(resize_scoremap(scoremap, eval_size, "bicubic"), 0.0, 1.0)
     return scoremap

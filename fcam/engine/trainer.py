@@ -97,7 +97,7 @@ def train_one_epoch(task: Task, ctx: DistContext, epoch: int, scaler: torch.amp.
         for key, value in terms.items():
             totals[key] = totals.get(key, 0.0) + float(value.detach())
         steps += 1
-        bar.set_postfix(loss=f"{float(loss):.4f}")
+        bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
     return {key: value / max(steps, 1) for key, value in totals.items()}
 
 

@@ -1,0 +1,422 @@
+"""The wsolevaluation protocol (SPEC section 3), rule by rule, and the fast evaluators against the oracle."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from fcam.errors import FcamError
+from fcam.metrics import (
+    BoxEvaluator,
+    MaskEvaluator,
+    box_iou,
+    check_scoremap,
+    normalize_scoremap,
+    reference,
+    resize_scoremap,
+    scale_boxes,
+    topk_correct,
+)
+from fcam.metrics.scoremap import score_thresholds
+from fcam.metrics.threshold_boxes import max_ious_per_threshold
+
+
+def reference_ious(scoremap, gt, thresholds):
+    """Per-threshold best IoUs of the largest contour (V1) and of all contours (V2), the slow way."""
+    v1 = [box_iou(reference.boxes_at_threshold(scoremap, t, False), gt).max() for t in thresholds]
+    v2 = [box_iou(reference.boxes_at_threshold(scoremap, t, True), gt).max() for t in thresholds]
+    return np.array(v1), np.array(v2)
+
+
+IMPLEMENTATIONS = {"fast": max_ious_per_threshold, "reference": reference_ious}
+
+
+@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+def ious(request):
+    return IMPLEMENTATIONS[request.param]
+
+
+def from_levels(levels: np.ndarray) -> np.ndarray:
+    """A map whose uint8 conversion gives exactly ``levels``."""
+    return (np.asarray(levels, dtype=np.float64) + 0.5) / 255
+
+
+def at(threshold: float) -> np.ndarray:
+    return np.array([threshold])
+
+
+def make_map(rng: np.random.Generator, kind: str, size: int) -> np.ndarray:
+    smooth = cv2.resize(rng.random((int(rng.integers(3, 12)),) * 2), (size, size), interpolation=cv2.INTER_CUBIC)
+    if kind == "smooth":
+        scoremap = smooth
+    elif kind == "noisy":
+        scoremap = smooth + 0.3 * rng.random((size, size))
+    elif kind == "holed":
+        yy, xx = np.mgrid[:size, :size]
+        cy, cx = rng.integers(size // 4, 3 * size // 4, 2)
+        radius = np.hypot(yy - cy, xx - cx)
+        scoremap = np.exp(-(((radius - size / 5) / (size / 12)) ** 2)) + 0.2 * smooth
+    elif kind == "plateau":
+        scoremap = np.round(smooth * 5)
+    elif kind == "random":
+        scoremap = rng.random((size, size))
+    elif kind == "constant":
+        return np.full((size, size), rng.uniform(0, 1))
+    elif kind == "lowmax":
+        return normalize_scoremap(smooth) * rng.uniform(0.001, 0.9)
+    return normalize_scoremap(scoremap)
+
+
+def make_boxes(rng: np.random.Generator, scoremap: np.ndarray) -> np.ndarray:
+    """1-3 boxes, some around a thresholded part of the map (so that hits occur), some random."""
+    size = scoremap.shape[0]
+    boxes = []
+    for _ in range(int(rng.integers(1, 4))):
+        ys, xs = np.nonzero(scoremap >= rng.uniform(0.2, 0.9) * scoremap.max())
+        if rng.random() < 0.7 and len(xs):
+            box = [xs.min(), ys.min(), xs.max(), ys.max()] + rng.integers(-2, 3, 4)
+        else:
+            box = np.concatenate([np.sort(rng.integers(0, size, 2)), np.sort(rng.integers(0, size, 2))])[[0, 2, 1, 3]]
+        box = np.clip(box, 0, size - 1)
+        boxes.append([min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])])
+    return np.array(boxes, dtype=np.int64)
+
+
+KINDS = ("smooth", "noisy", "holed", "plateau", "random", "constant", "lowmax")
+
+
+# --- box scaling -------------------------------------------------------------------------------
+
+
+def test_scale_boxes_multiplies_before_dividing():
+    cases = [(x, w) for w in range(100, 700) for x in range(w) if int(x * 224.0 / w) != int(x * (224.0 / w))]
+    assert cases, "no coordinate where the two float64 orders differ"
+    for x, w in cases[:50]:
+        got = scale_boxes(np.array([[x, 0, x, 0]]), width=w, height=300)
+        assert got[0, 0] == int(x * 224.0 / w) == got[0, 2]
+    x, h = cases[0]
+    assert scale_boxes(np.array([[0, x, 0, x]]), width=50, height=h)[0, 1] == int(x * 224.0 / h)
+    assert scale_boxes(np.array([[10, 20, 30, 40]]), 448, 448).dtype == np.int64
+
+
+# --- box extraction at a threshold ---------------------------------------------------------------
+
+
+def test_uint8_conversion_truncates(ious):
+    levels = np.zeros((20, 20))
+    levels[2:5, 2:5] = 255
+    scoremap = from_levels(levels)
+    scoremap[10:15, 10:15] = 127.9 / 255  # truncates to 127, would round to 128
+    gt = np.array([[10, 10, 15, 15]])
+    _, v2 = ious(scoremap, gt, np.array([0.4, 0.5]))  # cutoffs 102 and 127
+    assert v2[0] == 1.0 and v2[1] < 0.01
+
+
+def test_foreground_is_strictly_above_the_cutoff(ious):
+    levels = np.zeros((20, 20))
+    levels[2:5, 2:5] = 255
+    levels[10:15, 10:15] = 102
+    gt = np.array([[10, 10, 15, 15]])
+    _, v2 = ious(from_levels(levels), gt, np.array([0.399, 0.4]))  # cutoffs 101 and 102
+    assert int(0.4 * 255) == 102
+    assert v2[0] == 1.0 and v2[1] < 0.01
+
+
+def test_cutoff_is_truncated_product_with_the_map_maximum(ious):
+    levels = np.zeros((20, 20))
+    levels[2:5, 2:5] = 200  # the maximum is 200, not 255
+    levels[10:15, 10:15] = 100
+    gt = np.array([[10, 10, 15, 15]])
+    # 0.45 * 200 = 90 (0.45 * 255 = 114 would drop the blob); 0.4985 * 200 = 99.7 -> 99 (rounding: 100)
+    _, v2 = ious(from_levels(levels), gt, np.array([0.45, 0.4985, 0.5]))
+    assert list(v2 >= 0.99) == [True, True, False]
+
+
+def test_box_is_one_past_the_last_pixel_clipped_at_the_border(ious):
+    levels = np.zeros((16, 16))
+    levels[3:7, 2:6] = 255  # columns 2..5, rows 3..6
+    assert ious(from_levels(levels), np.array([[2, 3, 6, 7]]), at(0.5))[0][0] == 1.0
+    levels[:] = 0
+    levels[10:, 12:] = 255  # touches the right and bottom edges
+    assert ious(from_levels(levels), np.array([[12, 10, 15, 15]]), at(0.5))[0][0] == 1.0
+
+
+def test_empty_mask_gives_the_box_0000_scored_as_one_pixel(ious):
+    scoremap = np.zeros((16, 16))
+    v1, v2 = ious(scoremap, np.array([[0, 0, 1, 1]]), np.array([0.0, 0.5]))
+    assert np.array_equal(v1, [0.25, 0.25]) and np.array_equal(v2, [0.25, 0.25])
+
+
+def test_hole_contours_count_in_v2_only(ious):
+    levels = np.zeros((20, 20))
+    levels[2:14, 3:15] = 255
+    levels[5:9, 6:10] = 0  # hole: rows 5..8, columns 6..9
+    hole_box = np.array([[5, 4, 11, 10]])  # grown by one pixel, then one past the last
+    v1, v2 = ious(from_levels(levels), hole_box, at(0.5))
+    assert v2[0] == 1.0 and v1[0] < 0.5
+
+
+def test_v1_keeps_the_contour_of_largest_polygon_area(ious):
+    levels = np.zeros((24, 24))
+    levels[1:4, 1:20] = 255  # 57 pixels, polygon area 2 * 18 = 36
+    levels[8:15, 8:15] = 255  # 49 pixels, polygon area 6 * 6 = 36 -> a tie
+    levels[18:23, 2:9] = 255  # 35 pixels, area 4 * 6 = 24
+    thin, square = np.array([[1, 1, 20, 4]]), np.array([[8, 8, 15, 15]])
+    got = [ious(from_levels(levels), gt, at(0.5))[0][0] for gt in (thin, square)]
+    ref = [reference_ious(from_levels(levels), gt, at(0.5))[0][0] for gt in (thin, square)]
+    assert got == ref and sorted(got)[1] == 1.0
+    levels[8:15, 15] = 255  # the square's polygon grows to 6 * 7 = 42 and wins alone
+    assert ious(from_levels(levels), np.array([[8, 8, 16, 15]]), at(0.5))[0][0] == 1.0
+
+
+def test_inclusive_iou():
+    assert box_iou(np.array([[0, 0, 1, 1]]), np.array([[1, 1, 2, 2]]))[0, 0] == 1 / 7
+    assert box_iou(np.array([[0, 0, 0, 0]]), np.array([[0, 0, 0, 0]]))[0, 0] == 1.0
+    assert box_iou(np.array([[0, 0, 3, 3]]), np.array([[5, 5, 6, 6]]))[0, 0] == 0.0
+
+
+def test_tree_boxes_are_components_and_grown_holes():
+    """SPEC: RETR_TREE boxes = 8-connected foreground components + 4-connected holes grown by 1 px."""
+    rng = np.random.default_rng(0)
+    holes = 0
+    for _ in range(150):
+        size = int(rng.integers(6, 30))
+        mask = (rng.random((size, size)) < rng.uniform(0.2, 0.8)).astype(np.uint8)
+        contours = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+        tree = sorted(
+            (x, y, min(x + w, size - 1), min(y + h, size - 1)) for x, y, w, h in map(cv2.boundingRect, contours)
+        )
+        expected = []
+        for image, connectivity, grow in ((mask, 8, 0), (1 - mask, 4, 1)):
+            _, _, stats, _ = cv2.connectedComponentsWithStats(image, connectivity=connectivity)
+            for x, y, w, h, _ in stats[1:]:
+                if grow == 0 or x > 0 and y > 0 and x + w < size and y + h < size:
+                    expected.append((x - grow, y - grow, min(x + w + grow, size - 1), min(y + h + grow, size - 1)))
+        assert tree == sorted(expected)
+        holes += len(expected) - len(cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0])
+        if contours:
+            areas = [cv2.contourArea(c) for c in contours]
+            hierarchy = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[1][0]
+            assert hierarchy[int(np.argmax(areas)), 3] == -1  # the largest contour is never a hole
+    assert holes > 100
+
+
+# --- fast evaluator against the oracle -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fast_ious_equal_reference_on_small_maps(kind):
+    rng = np.random.default_rng(KINDS.index(kind))
+    thresholds = score_thresholds(0.001)
+    for _ in range(6):
+        scoremap = make_map(rng, kind, int(rng.integers(24, 48)))
+        gt = make_boxes(rng, scoremap)
+        fast, slow = max_ious_per_threshold(scoremap, gt, thresholds), reference_ious(scoremap, gt, thresholds)
+        assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
+
+
+def test_fast_ious_equal_reference_on_224_maps():
+    rng = np.random.default_rng(42)
+    thresholds = score_thresholds(0.01)
+    for kind in ("smooth", "holed", "noisy"):
+        scoremap = make_map(rng, kind, 224)
+        gt = make_boxes(rng, scoremap)
+        fast, slow = max_ious_per_threshold(scoremap, gt, thresholds), reference_ious(scoremap, gt, thresholds)
+        assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
+
+
+def random_set(seed: int, num: int, size: int = 32):
+    rng = np.random.default_rng(seed)
+    maps = np.stack([make_map(rng, KINDS[i % len(KINDS)], size) for i in range(num)])
+    boxes = [make_boxes(rng, m) for m in maps]
+    top1 = rng.random(num) < 0.6
+    top5 = top1 | (rng.random(num) < 0.5)
+    return maps, boxes, top1, top5
+
+
+def assert_same_box_metrics(got: dict, expected: dict):
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        if key == "curves":
+            assert got[key].keys() == value.keys()
+            for name, curve in value.items():
+                assert np.array_equal(got[key][name], curve), name
+        else:
+            assert got[key] == value, key
+
+
+def test_box_evaluator_equals_reference_metrics():
+    maps, boxes, top1, top5 = random_set(seed=3, num=21)
+    evaluator = BoxEvaluator(cam_curve_interval=0.01, num_workers=2)
+    evaluator.add(maps[:0], [])
+    evaluator.add(maps[:8], boxes[:8], top1[:8], top5[:8])
+    evaluator.add(maps[8:], boxes[8:], top1[8:], top5[8:])
+    expected = reference.box_accuracy(maps, boxes, top1, top5, cam_curve_interval=0.01)
+    assert_same_box_metrics(evaluator.compute(), expected)
+    assert expected["MaxBoxAcc"] > 0 and expected["top1_loc"] <= expected["MaxBoxAcc"]
+    assert expected["top1_loc"] <= expected["top5_loc"]
+
+
+def test_v2_is_the_mean_of_maxima_each_at_its_own_threshold():
+    maps, boxes, _, _ = random_set(seed=5, num=28)
+    thresholds = score_thresholds(0.01)
+    v2 = np.stack([reference_ious(m, b, thresholds)[1] for m, b in zip(maps, boxes)])
+    curves = [(v2 >= t / 100).mean(axis=0) * 100 for t in (30, 50, 70)]
+    assert len({int(np.argmax(c)) for c in curves}) > 1, "data must put the best thresholds apart"
+    evaluator = BoxEvaluator(cam_curve_interval=0.01)
+    evaluator.add(maps, boxes)
+    result = evaluator.compute()
+    assert result["MaxBoxAccV2"] == pytest.approx(np.mean([c.max() for c in curves]), abs=1e-12)
+    assert result["MaxBoxAccV2"] > np.mean(curves, axis=0).max()
+    assert "top1_loc" not in result
+
+
+def test_top_k_localization_uses_the_v1_best_threshold():
+    maps, boxes, _, _ = random_set(seed=8, num=14)
+    everything = np.ones(14, bool)
+    evaluator = BoxEvaluator(cam_curve_interval=0.01)
+    evaluator.add(maps, boxes, everything, everything)
+    result = evaluator.compute()
+    assert result["top1_loc"] == result["top5_loc"] == result["MaxBoxAcc"]
+    nothing = BoxEvaluator(cam_curve_interval=0.01)
+    nothing.add(maps, boxes, ~everything, ~everything)
+    assert nothing.compute()["top1_loc"] == 0.0
+
+
+def test_box_state_of_two_halves_adds_up():
+    maps, boxes, top1, top5 = random_set(seed=11, num=10)
+    whole, first, second = (BoxEvaluator(cam_curve_interval=0.01) for _ in range(3))
+    whole.add(maps, boxes, top1, top5)
+    first.add(maps[:4], boxes[:4], top1[:4], top5[:4])
+    second.add(maps[4:], boxes[4:], top1[4:], top5[4:])
+    merged = BoxEvaluator(cam_curve_interval=0.01)
+    merged.load_state({k: first.state()[k] + second.state()[k] for k in first.state()})
+    assert_same_box_metrics(merged.compute(), whole.compute())
+    with pytest.raises(ValueError):
+        merged.load_state({"num_images": np.array(1)})
+
+
+def test_box_evaluator_rejects_bad_boxes():
+    evaluator = BoxEvaluator()
+    with pytest.raises(FcamError):
+        evaluator.add(np.zeros((1, 8, 8)), [np.zeros((0, 4))])
+    with pytest.raises(FcamError):
+        evaluator.add(np.zeros((1, 8, 8)), [np.array([[5, 0, 2, 3]])])
+    with pytest.raises(FcamError):
+        evaluator.compute()
+    with pytest.raises(FcamError, match=r"\[0, 1\]"):
+        evaluator.add(np.full((1, 8, 8), 1.2), [np.array([[0, 0, 3, 3]])])
+    with pytest.raises(FcamError, match=r"\[0, 1\]"):
+        MaskEvaluator().add(np.full((1, 2, 2), np.nan), np.ones((1, 2, 2), bool), np.zeros((1, 2, 2), bool))
+
+
+# --- PxAP ----------------------------------------------------------------------------------------
+
+
+def pixels(fg_scores, bg_scores, ignored_scores=()):
+    scores = np.array([*fg_scores, *bg_scores, *ignored_scores], dtype=np.float64)
+    gt = np.arange(len(scores)) < len(fg_scores)
+    ignore = np.arange(len(scores)) >= len(fg_scores) + len(bg_scores)
+    return scores[None, None], gt[None, None], ignore[None, None]
+
+
+def test_pxap_is_a_right_riemann_sum():
+    # Points (recall, precision) from the top: (.5, 1), (.5, .5), (1, 2/3), (1, .5).
+    # Right sum: .5 * 1 + .5 * 2/3; a trapezoid would give .5 * .75 + .5 * (1/2 + 2/3) / 2 ...
+    evaluator = MaskEvaluator()
+    evaluator.add(*pixels([0.9, 0.3], [0.6, 0.1]))
+    result = evaluator.compute()
+    assert result["PxAP"] == pytest.approx(100 * (0.5 + 0.5 * 2 / 3), abs=1e-9)
+    assert result["PxAP"] == reference.pixel_ap(*pixels([0.9, 0.3], [0.6, 0.1]))
+
+
+def test_pxap_drops_ignored_background_but_keeps_foreground():
+    plain = MaskEvaluator()
+    plain.add(*pixels([0.9, 0.3], [0.6, 0.1]))
+    ignoring = MaskEvaluator()
+    scores, gt, ignore = pixels([0.9, 0.3], [0.6, 0.1], ignored_scores=[0.95, 0.99])
+    ignoring.add(scores, gt, ignore)
+    assert ignoring.compute()["PxAP"] == plain.compute()["PxAP"]
+    ignore_fg_too = ignore.copy()
+    ignore_fg_too[..., 0] = True  # a foreground pixel flagged ignored still counts as foreground
+    again = MaskEvaluator()
+    again.add(scores, gt, ignore_fg_too)
+    assert again.compute()["PxAP"] == plain.compute()["PxAP"]
+
+
+def test_pxap_equals_reference_and_merges():
+    rng = np.random.default_rng(9)
+    maps = np.stack([make_map(rng, KINDS[i % len(KINDS)], 32) for i in range(12)])
+    gts = np.stack([make_map(rng, "smooth", 32) > 0.6 for _ in range(12)])
+    ignores = np.stack([make_map(rng, "smooth", 32) > 0.7 for _ in range(12)]) & ~gts
+    first, second = MaskEvaluator(), MaskEvaluator()
+    first.add(maps[:5], gts[:5], ignores[:5])
+    second.add(maps[5:], gts[5:], ignores[5:])
+    merged = MaskEvaluator()
+    merged.load_state({k: first.state()[k] + second.state()[k] for k in first.state()})
+    result = merged.compute()
+    assert result["PxAP"] == reference.pixel_ap(maps, gts, ignores)
+    assert result["num_images"] == 12 and len(result["curves"]["precision"]) == len(result["curves"]["thresholds"])
+
+
+def test_pxap_without_foreground_is_an_error():
+    evaluator = MaskEvaluator()
+    evaluator.add(*pixels([], [0.6, 0.1]))
+    with pytest.raises(FcamError, match="foreground"):
+        evaluator.compute()
+
+
+# --- score maps ----------------------------------------------------------------------------------
+
+
+def test_normalize_scoremap():
+    cam = np.array([[2.0, 4.0], [3.0, 10.0]], dtype=np.float32)
+    out = normalize_scoremap(cam)
+    assert out.dtype == np.float64 and out.min() == 0.0 and out.max() == 1.0
+    assert np.array_equal(out, (cam.astype(np.float64) - 2) / 8)
+    assert cam[0, 0] == 2.0  # input untouched
+    with_nan = np.array([[np.nan, 1.0], [0.0, 2.0]])
+    assert np.array_equal(normalize_scoremap(with_nan), np.zeros((2, 2)))
+    assert np.array_equal(normalize_scoremap(np.full((3, 3), 7.0)), np.zeros((3, 3)))
+
+
+def test_resize_scoremap():
+    rng = np.random.default_rng(0)
+    cams = rng.random((3, 7, 7))
+    bicubic = resize_scoremap(cams, 28)
+    assert bicubic.shape == (3, 28, 28) and bicubic.dtype == np.float64
+    assert np.array_equal(bicubic[1], cv2.resize(cams[1], (28, 28), interpolation=cv2.INTER_CUBIC))
+    assert np.array_equal(resize_scoremap(cams[1], 28), bicubic[1])
+    bilinear = resize_scoremap(cams, (14, 21), interpolation="bilinear")
+    expected = torch.nn.functional.interpolate(torch.from_numpy(cams)[:, None], (14, 21), mode="bilinear")
+    assert np.array_equal(bilinear, expected[:, 0].numpy())
+    with pytest.raises(FcamError, match="interpolation"):
+        resize_scoremap(cams, 28, interpolation="nearest")
+
+
+@pytest.mark.parametrize(
+    "scoremap, message",
+    [
+        (np.full((4, 4), np.nan), "NaN"),
+        (np.full((4, 4), np.inf), "NaN or inf"),
+        (np.zeros((1, 4, 4)), "2-D"),
+        (np.zeros((4, 5)), "4x4"),
+        (np.full((4, 4), 1.5), r"\[0, 1\]"),
+        (np.full((4, 4), -0.1), r"\[0, 1\]"),
+    ],
+)
+def test_check_scoremap_names_the_map(scoremap, message):
+    with pytest.raises(FcamError, match=message) as info:
+        check_scoremap(scoremap, 4, "maps/a/b.npy")
+    assert "maps/a/b.npy" in str(info.value)
+    check_scoremap(np.zeros((4, 4)), (4, 4), "ok.npy")
+
+
+def test_topk_correct():
+    logits = torch.tensor([[0.1, 0.9, 0.0, 0.3], [0.8, 0.1, 0.2, 0.0], [0.0, 0.1, 0.2, 0.3]])
+    correct = topk_correct(logits, torch.tensor([1, 2, 0]), ks=(1, 2))
+    assert correct[1].tolist() == [True, False, False]
+    assert correct[2].tolist() == [True, True, False]
+    assert topk_correct(logits.numpy(), [3, 3, 3], ks=(1, 5))[5].tolist() == [True, True, True]
