@@ -1,0 +1,137 @@
+"""fcam-eval on saved score maps: numbers equal the reference loop, outputs, and bad input
+giving a one-line error with a non-zero exit and no traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fcam.cli.eval import main
+from fcam.data import load_gt_mask, load_metadata
+from fcam.metrics import reference
+
+SIZE = 32
+
+
+def write_maps(root: Path, meta, rng, size=SIZE) -> list[np.ndarray]:
+    """Noisy blob maps in [0,1] (float64, max exactly 1) saved as <image_id>.npy."""
+    maps = []
+    for image_id in meta.image_ids:
+        low = rng.random((6, 6)) ** 2
+        scoremap = np.kron(low, np.ones((size // 6 + 1, size // 6 + 1)))[:size, :size]
+        scoremap = scoremap / scoremap.max()
+        path = root / f"{image_id}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, scoremap)
+        maps.append(scoremap)
+    return maps
+
+
+def run(args: list[str], capsys) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_box_maps_equal_reference_and_write_outputs(synth_root, tmp_path, capsys):
+    meta = load_metadata(synth_root / "metadata", "CUB", "test")
+    maps = write_maps(tmp_path / "maps", meta, np.random.default_rng(0))
+    code, out, err = run(["--scoremap-root", str(tmp_path / "maps"), "--metadata-root", str(synth_root / "metadata"),
+                          "--dataset", "CUB", "--split", "test", "--eval-size", str(SIZE),
+                          "--cam-curve-interval", "0.01", "--num-workers", "0", "--output", str(tmp_path / "out")],
+                         capsys)
+    assert code == 0, err
+    got = json.loads((tmp_path / "out/metrics.json").read_text())
+    expected = reference.box_accuracy(maps, meta.gt_boxes(SIZE), cam_curve_interval=0.01)
+    for key in ("MaxBoxAcc", "MaxBoxAccV2", "MaxBoxAccV2_IoU30", "MaxBoxAccV2_IoU50", "MaxBoxAccV2_IoU70"):
+        assert got[key] == expected[key]
+    assert "MaxBoxAccV2_IoU70" in out  # the table
+    assert (tmp_path / "out/curves.csv").stat().st_size > 0 and (tmp_path / "out/curves.png").stat().st_size > 0
+
+
+def test_mask_maps_equal_reference(synth_root, tmp_path, capsys):
+    meta = load_metadata(synth_root / "metadata", "OpenImages", "test")
+    maps = write_maps(tmp_path / "maps", meta, np.random.default_rng(1))
+    code, _, err = run(["--scoremap-root", str(tmp_path / "maps"), "--metadata-root", str(synth_root / "metadata"),
+                        "--mask-root", str(synth_root / "masks"), "--dataset", "OpenImages", "--split", "test",
+                        "--eval-size", str(SIZE), "--num-workers", "0", "--output", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    masks = [load_gt_mask(synth_root / "masks", *meta.masks[i], size=SIZE) for i in meta.image_ids]
+    expected = reference.pixel_ap(maps, [m for m, _ in masks], [g for _, g in masks], cam_curve_interval=0.001)
+    assert json.loads((tmp_path / "out/metrics.json").read_text())["PxAP"] == expected
+
+
+def test_other_sizes_resized_and_out_of_range_needs_normalize(synth_root, tmp_path, capsys):
+    meta = load_metadata(synth_root / "metadata", "CUB", "test")
+    write_maps(tmp_path / "maps", meta, np.random.default_rng(2), size=16)
+    base = ["--scoremap-root", str(tmp_path / "maps"), "--metadata-root", str(synth_root / "metadata"),
+            "--dataset", "CUB", "--split", "test", "--eval-size", str(SIZE), "--num-workers", "0"]
+    assert run(base + ["--output", str(tmp_path / "a")], capsys)[0] == 0
+    first = meta.image_ids[0]
+    np.save(tmp_path / "maps" / f"{first}.npy", 5.0 * np.load(tmp_path / "maps" / f"{first}.npy"))
+    code, _, err = run(base + ["--output", str(tmp_path / "b")], capsys)
+    assert code == 2 and "--normalize" in err and first in err
+    assert run(base + ["--normalize", "--output", str(tmp_path / "c")], capsys)[0] == 0
+
+
+def bad_input_cases(synth_root: Path, tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+    meta = load_metadata(synth_root / "metadata", "CUB", "test")
+    maps = tmp_path / "maps"
+    write_maps(maps, meta, np.random.default_rng(3))
+    common = ["--metadata-root", str(synth_root / "metadata"), "--split", "test", "--eval-size", str(SIZE),
+              "--num-workers", "0", "--output", str(tmp_path / "out")]
+    cases = {}
+    broken_meta = tmp_path / "meta"
+    shutil.copytree(synth_root / "metadata", broken_meta)
+    (broken_meta / "CUB/test/class_labels.txt").unlink()
+    cases["missing metadata file"] = (["--scoremap-root", str(maps), "--dataset", "CUB", *common,
+                                       "--metadata-root", str(broken_meta)], "class_labels.txt")
+    no_map = tmp_path / "no_map"
+    shutil.copytree(maps, no_map)
+    (no_map / f"{meta.image_ids[1]}.npy").unlink()
+    cases["image id without a map"] = (["--scoremap-root", str(no_map), "--dataset", "CUB", *common],
+                                       f"{meta.image_ids[1]}.npy")
+    nan_map = tmp_path / "nan"
+    shutil.copytree(maps, nan_map)
+    bad = np.load(nan_map / f"{meta.image_ids[2]}.npy")
+    bad[0, 0] = np.nan
+    np.save(nan_map / f"{meta.image_ids[2]}.npy", bad)
+    cases["map with NaN"] = (["--scoremap-root", str(nan_map), "--dataset", "CUB", *common], "NaN")
+    shape_map = tmp_path / "shape"
+    shutil.copytree(maps, shape_map)
+    np.save(shape_map / f"{meta.image_ids[0]}.npy", np.zeros((2, SIZE, SIZE)))
+    cases["wrong shape"] = (["--scoremap-root", str(shape_map), "--dataset", "CUB", *common], "shape")
+    cases["unknown dataset"] = (["--scoremap-root", str(maps), "--dataset", "COCO", *common], "COCO")
+    oi = load_metadata(synth_root / "metadata", "OpenImages", "test")
+    oi_maps = tmp_path / "oi_maps"
+    write_maps(oi_maps, oi, np.random.default_rng(4))
+    masks = tmp_path / "masks"
+    shutil.copytree(synth_root / "masks", masks)
+    missing = masks / "OpenImages" / oi.masks[oi.image_ids[0]][0][0]
+    missing.unlink()
+    cases["mask file missing"] = (["--scoremap-root", str(oi_maps), "--dataset", "OpenImages", "--mask-root",
+                                   str(masks), *common], missing.name)
+    return cases
+
+
+def test_bad_input_gives_one_line_error(synth_root, tmp_path, capsys):
+    for name, (args, must_name) in bad_input_cases(synth_root, tmp_path).items():
+        code, _, err = run(args, capsys)
+        assert code == 2, name
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (name, err)
+        assert must_name in lines[0], (name, lines[0])
+
+
+def test_console_script_exit_code_and_no_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "fcam.cli.eval", "--scoremap-root", str(tmp_path),
+                             "--metadata-root", str(tmp_path), "--dataset", "CUB", "--output", str(tmp_path / "o")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and result.stderr.startswith("error: ")
