@@ -130,7 +130,7 @@ class DecoderTask:
         self.elb = ExtendedLogBarrier(t_init=f.elb_t_init, t_mult=f.elb_t_mult, t_max=f.elb_t_max)
         crf = DenseCRFLoss(weight=f.crf_weight, sigma_rgb=f.crf_sigma_rgb, sigma_xy=f.crf_sigma_xy,
                            scale_factor=f.crf_scale, backend=f.crf_backend) if f.crf_weight > 0 else None
-        size = SizeConstraintLoss(weight=f.size_weight, elb=self.elb) if f.size_weight > 0 else None
+        size = SizeConstraintLoss(weight=f.size_weight, barrier=self.elb) if f.size_weight > 0 else None
         self.criterion = FCAMLoss(alpha=f.alpha, crf=crf, size=size)
         self.generator = torch.Generator(device=ctx.device)
         classes = classifier.num_classes

@@ -1,0 +1,120 @@
+"""The shared training loop through both commands: checkpoints, logs, resume, model selection,
+errors naming the file or key, and evaluation of trained models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from fcam.cli.eval import main as eval_main
+from fcam.cli.train_cls import main as train_cls
+from fcam.cli.train_decoder import main as train_decoder
+from fcam.engine.checkpoint import load_checkpoint
+
+from conftest import tiny_config
+
+
+def log_rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_classifier_run_writes_everything(trained_classifier):
+    run = trained_classifier
+    for name in ("last.pt", "best.pt", "log.jsonl", "config.yaml", "summary.json"):
+        assert (run / name).is_file(), name
+    rows = log_rows(run)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all("val_MaxBoxAcc" in r and "train_loss" in r for r in rows)
+    state = load_checkpoint(run / "last.pt", kind="classifier")
+    assert state["epoch"] == 1 and {"model", "optimizer", "scheduler"} <= set(state["task"])
+    assert {"python", "numpy", "torch"} <= set(state["rng"])
+    best = load_checkpoint(run / "best.pt")
+    assert best["best"]["score"] == max(r["val_MaxBoxAcc"] for r in rows)
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["backbone"] == "resnet18"
+
+
+def test_resume_equals_uninterrupted_run(synth_root, tmp_path, trained_classifier, capsys):
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(synth_root, train={"epochs": 1}))
+    assert train_cls(["--config", str(cfg), "--output", str(tmp_path / "r")]) == 0
+    assert train_cls(["--config", str(cfg), "--set", "train.epochs=2", "--output", str(tmp_path / "r"),
+                      "--resume"]) == 0
+    resumed = load_checkpoint(tmp_path / "r/last.pt")["task"]["model"]
+    full = load_checkpoint(trained_classifier / "last.pt")["task"]["model"]
+    assert all(torch.equal(resumed[k], full[k]) for k in full)
+    assert [r["val_MaxBoxAcc"] for r in log_rows(tmp_path / "r")] == \
+           [r["val_MaxBoxAcc"] for r in log_rows(trained_classifier)]
+
+
+def test_output_holding_a_run_needs_resume_or_overwrite(box_config, trained_classifier, tmp_path, capsys):
+    run = tmp_path / "copy"
+    run.mkdir()
+    (run / "last.pt").write_bytes((trained_classifier / "last.pt").read_bytes())
+    (run / "summary.json").write_text("{}")
+    assert train_cls(["--config", str(box_config), "--output", str(run)]) == 2
+    assert "holds a finished run" in capsys.readouterr().err
+    assert train_cls(["--config", str(box_config), "--output", str(tmp_path / "empty"), "--resume"]) == 2
+    assert "no checkpoint to resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lrr=0.1", "unknown config key 'train.lrr'"),
+    ("train.epochs=two", "'train.epochs' expects int"),
+    ("model.backbone=resnet34", "'model.backbone' must be one of"),
+])
+def test_bad_config_is_one_line_error(box_config, tmp_path, capsys, override, message):
+    assert train_cls(["--config", str(box_config), "--set", override, "--output", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_decoder_run_and_its_errors(box_config, trained_classifier, trained_decoder, tmp_path, capsys):
+    rows = log_rows(trained_decoder)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all({"train_pce", "train_crf", "train_size", "val_MaxBoxAcc"} <= set(r) for r in rows)
+    state = load_checkpoint(trained_decoder / "last.pt", kind="fcam")
+    assert state["task"]["elb"]["t"] == pytest.approx(1.01 ** 2)
+    # The classifier inside the F-CAM checkpoint is the frozen one it was trained on.
+    classifier = load_checkpoint(trained_classifier / "best.pt")["task"]["model"]
+    assert all(torch.equal(state["task"]["model"][f"classifier.{k}"], v) for k, v in classifier.items())
+    # --classifier must be a classifier checkpoint of the configured backbone.
+    args = ["--config", str(box_config), "--output", str(tmp_path / "d")]
+    assert train_decoder([*args, "--classifier", str(trained_decoder / "best.pt")]) == 2
+    assert "expected a 'classifier' checkpoint" in capsys.readouterr().err
+    assert train_decoder([*args, "--classifier", str(trained_classifier / "best.pt"),
+                          "--set", "model.backbone=vgg16"]) == 2
+    assert "is a resnet18 classifier" in capsys.readouterr().err
+    not_ckpt = tmp_path / "junk.pt"
+    not_ckpt.write_bytes(b"not a checkpoint")
+    assert train_decoder([*args, "--classifier", str(not_ckpt)]) == 2
+    assert "junk.pt" in capsys.readouterr().err
+
+
+def test_eval_of_trained_models_writes_reports_and_figures(trained_classifier, trained_decoder, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert eval_main(["--checkpoint", str(trained_classifier / "best.pt"), "--decoder",
+                      str(trained_decoder / "best.pt"), "--method", "cam", "layercam", "fcam", "--split", "test",
+                      "--save-scoremaps", "--visualize", "2", "--output", str(out)]) == 0
+    for method in ("cam", "layercam", "fcam"):
+        metrics = json.loads((out / method / "metrics.json").read_text())
+        assert {"MaxBoxAcc", "MaxBoxAccV2", "top1_loc", "top5_loc", "cls_acc"} <= set(metrics)
+        assert (out / method / "examples.png").stat().st_size > 0
+        assert len(list((out / method / "scoremaps").rglob("*.npy"))) == 9
+    assert (out / "threshold_sensitivity.png").is_file() and (out / "histograms.png").is_file()
+    # Saved maps scored again by the saved-maps path give the same numbers.
+    capsys.readouterr()
+    synth = yaml.safe_load((trained_classifier / "config.yaml").read_text())["data"]["metadata_root"]
+    assert eval_main(["--scoremap-root", str(out / "fcam/scoremaps"), "--metadata-root", synth, "--dataset", "CUB",
+                      "--split", "test", "--eval-size", "32", "--cam-curve-interval", "0.01", "--num-workers", "0",
+                      "--output", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again/metrics.json").read_text())
+    first = json.loads((out / "fcam/metrics.json").read_text())
+    assert again["MaxBoxAcc"] == first["MaxBoxAcc"] and again["MaxBoxAccV2"] == first["MaxBoxAccV2"]
