@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fcam.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from fcam.engine.distributed import DistContext, barrier, broadcast_flag
+from fcam.engine.distributed import DistContext, barrier, broadcast_buffers, broadcast_flag
 from fcam.errors import FcamError
 
 LAST, BEST, LOG, CONFIG, SUMMARY = "last.pt", "best.pt", "log.jsonl", "config.yaml", "summary.json"
@@ -30,6 +30,7 @@ class Task(Protocol):
     """What the loop needs from a training recipe."""
 
     kind: str                     # checkpoint kind: 'classifier' or 'fcam'
+    model: torch.nn.Module        # the unwrapped model (DDP wraps it for training steps only)
     selection_key: str            # validation metric to maximize (MaxBoxAcc or PxAP)
     optimizer: torch.optim.Optimizer
     train_loader: DataLoader
@@ -127,6 +128,7 @@ def fit(task: Task, ctx: DistContext, run_dir: Path, epochs: int, config: dict, 
         started = time.time()
         task.set_epoch(epoch)
         train_stats = train_one_epoch(task, ctx, epoch, scaler, use_amp)
+        broadcast_buffers(task.model, ctx)
         metrics = task.validate()
         task.end_epoch()
         score = float(metrics[task.selection_key])
