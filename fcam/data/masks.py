@@ -1,0 +1,40 @@
+"""Pixel ground truth of mask datasets (OpenImages) at evaluation size (SPEC section 3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fcam.errors import FcamError
+
+
+def _read_mask(path: Path, size: int) -> np.ndarray:
+    """A grayscale PNG resized to ``size`` x ``size`` with nearest neighbour, as float32 0..255."""
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
+    if image is None:
+        raise FcamError(f"mask file missing or unreadable: {path}")
+    return cv2.resize(image.astype(np.float32), (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+def load_gt_mask(
+    mask_root: str | Path, mask_paths: list[str], ignore_path: str | None, size: int = 224
+) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground and ignore masks, both boolean ``(size, size)``.
+
+    Files are ``<mask_root>/OpenImages/<path>``. Foreground is the union over instances of
+    ``mask > 0.5`` on the 0..255 grey levels (any non-zero pixel, as the reference does);
+    ignored pixels are those of the ignore mask that are not foreground. Without an ignore
+    path nothing is ignored.
+    """
+    folder = Path(mask_root) / "OpenImages"
+    if not mask_paths:
+        raise FcamError(f"no instance mask given under {folder}")
+    foreground = np.zeros((size, size), dtype=bool)
+    for mask_path in mask_paths:
+        foreground |= _read_mask(folder / mask_path, size) > 0.5
+    if ignore_path is None:
+        return foreground, np.zeros_like(foreground)
+    ignore = (_read_mask(folder / ignore_path, size) > 0.5) & ~foreground
+    return foreground, ignore
