@@ -28,6 +28,13 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
                         help="override config keys, e.g. --set train.lr=0.01 model.backbone=vgg16")
 
 
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """``--output RUN_DIR``, ``--resume`` and ``--overwrite``, as every training command takes."""
+    parser.add_argument("--output", required=True, help="run directory (checkpoints, log, config)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output from last.pt")
+    parser.add_argument("--overwrite", action="store_true", help="start over in an --output that holds a run")
+
+
 def one_line(message: str) -> str:
     """The user's message alone: an error re-raised from a DataLoader worker carries the
     worker's traceback text, whose last line is the original message."""

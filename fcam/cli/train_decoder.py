@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from typing import Sequence
 
-from fcam.cli.common import add_config_args, run_cli
-from fcam.config import load_config
-from fcam.engine.distributed import cleanup_distributed, setup_distributed
+from fcam.cli.common import add_config_args, add_run_args, run_cli
+from fcam.config import Config, load_config
+from fcam.engine.distributed import DistContext
 from fcam.engine.loaders import split_metadata
-from fcam.engine.seeding import seed_everything
 from fcam.engine.tasks import DecoderTask, load_classifier
-from fcam.engine.trainer import fit, prepare_run_dir
+from fcam.engine.trainer import run_training
 from fcam.errors import FcamError
 
 
@@ -21,33 +21,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="fcam-train-decoder", description=__doc__)
     add_config_args(parser)
     parser.add_argument("--classifier", required=True, help="checkpoint written by fcam-train-cls (best.pt)")
-    parser.add_argument("--output", required=True, help="run directory (checkpoints, log, config)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --output from last.pt")
-    parser.add_argument("--overwrite", action="store_true", help="start over in an --output that holds a run")
+    add_run_args(parser)
     return parser.parse_args(argv)
+
+
+def make_task(classifier_path: str, cfg: Config, ctx: DistContext) -> DecoderTask:
+    classifier, cls_cfg = load_classifier(classifier_path, ctx.device)
+    if cls_cfg.model.backbone != cfg.model.backbone:
+        raise FcamError(f"--classifier {classifier_path} is a {cls_cfg.model.backbone} classifier but config key "
+                        f"'model.backbone' is {cfg.model.backbone}")
+    train_meta = split_metadata(cfg, cfg.data.train_split)
+    val_meta = split_metadata(cfg, cfg.data.val_split)
+    return DecoderTask(cfg, ctx, train_meta, val_meta, classifier)
 
 
 def main_(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = load_config(args.config, args.overrides)
-    ctx = setup_distributed(cfg.device)
-    try:
-        run_dir = prepare_run_dir(args.output, args.resume, args.overwrite, create=ctx.is_main)
-        seed_everything(cfg.train.seed, ctx.rank)
-        classifier, cls_cfg = load_classifier(args.classifier, ctx.device)
-        if cls_cfg.model.backbone != cfg.model.backbone:
-            raise FcamError(f"--classifier {args.classifier} is a {cls_cfg.model.backbone} classifier but config key "
-                            f"'model.backbone' is {cfg.model.backbone}")
-        train_meta = split_metadata(cfg, cfg.data.train_split)
-        val_meta = split_metadata(cfg, cfg.data.val_split)
-        task = DecoderTask(cfg, ctx, train_meta, val_meta, classifier)
-        summary = fit(task, ctx, run_dir, cfg.fcam.epochs, cfg.to_dict(), args.resume)
-        if ctx.is_main:
-            best = summary["best"]
-            print(f"best F-CAM {best['metric']} {best['score']:.2f} at epoch {best['epoch']}; "
-                  f"checkpoints in {run_dir}", file=sys.stderr)
-    finally:
-        cleanup_distributed()
+    run_training(cfg, args.output, args.resume, args.overwrite, cfg.fcam.epochs, partial(make_task, args.classifier))
     return 0
 
 

@@ -20,6 +20,7 @@ from fcam.errors import FcamError
 from fcam.metrics.reference import boxes_at_threshold
 from fcam.models import FCAMModel, WSOLClassifier
 from fcam.viz import plot_box_examples, plot_histograms, plot_mask_examples, plot_threshold_sensitivity
+from fcam.viz.localization import MAX_ROWS
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
@@ -29,11 +30,12 @@ HISTOGRAM_STRIDE = 4
 
 @dataclass
 class MapCollector:
-    """Sees every batch's maps once: saves them as .npy, keeps the first few for figures and a
-    bounded sample of values for the histograms (memory stays flat over the split)."""
+    """Sees every batch's maps once: saves them as .npy, keeps the maps of a few images spread
+    over the split for figures and a bounded sample of values for the histograms (memory stays
+    flat over the split)."""
 
     scoremap_dir: Path | None
-    n_examples: int
+    example_indices: set[int]
     examples: list[dict] = field(default_factory=list)
     values: list[np.ndarray] = field(default_factory=list)
     seen: int = 0
@@ -44,11 +46,13 @@ class MapCollector:
                 path = self.scoremap_dir / f"{image_id}.npy"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 np.save(path, maps[i])
-            if len(self.examples) < self.n_examples:
-                self.examples.append({"index": int(batch["index"][i]), "map": maps[i],
-                                      "image": _display_image(batch["image"][i].numpy(), maps[i].shape),
-                                      **({"gt_mask": batch["gt_mask"][i].numpy(), "ignore": batch["ignore_mask"][i].numpy()}
-                                         if "gt_mask" in batch else {})})
+            index = int(batch["index"][i])
+            if index in self.example_indices:
+                image = _display_image(batch["image"][i].numpy(), maps[i].shape)
+                example = {"index": index, "map": maps[i], "image": image}
+                if "gt_mask" in batch:
+                    example.update(gt_mask=batch["gt_mask"][i].numpy(), ignore=batch["ignore_mask"][i].numpy())
+                self.examples.append(example)
             if self.seen < HISTOGRAM_IMAGES:
                 self.values.append(maps[i][::HISTOGRAM_STRIDE, ::HISTOGRAM_STRIDE].ravel())
             self.seen += 1
@@ -63,27 +67,32 @@ def _display_image(normalized: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _f1_threshold(curves: dict) -> float:
-    """The operating point with the best F1 on the precision-recall curve (mask figures)."""
+    """The operating point (a threshold in [0, 1)) with the best F1 on the precision-recall
+    curve, for the mask figures; points with no predicted pixel (precision 0/0) are skipped."""
+    thresholds = np.asarray(curves["thresholds"])
     precision, recall = np.asarray(curves["precision"]), np.asarray(curves["recall"])
-    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    return float(np.asarray(curves["thresholds"])[min(int(np.argmax(f1)), len(curves["thresholds"]) - 1)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = 2 * precision * recall / (precision + recall)
+    f1 = np.where(np.isfinite(f1) & (thresholds < 1.0), f1, -1.0)
+    return float(thresholds[int(np.argmax(f1))])
 
 
-def _example_figure(collector: MapCollector, metrics: dict, metadata: Metadata, eval_size: int,
-                    path: Path, name: str) -> None:
-    ex = collector.examples
-    if not ex:
-        return
-    titles = [f"{name}: {metadata.image_ids[e['index']]}" for e in ex]
-    if metadata.kind == "box":
-        threshold = float(metrics["best_threshold"])
-        gt = metadata.gt_boxes(eval_size)
-        plot_box_examples([e["image"] for e in ex], [e["map"] for e in ex], threshold,
-                          [boxes_at_threshold(e["map"], threshold, multi_contour=False) for e in ex], [gt[e["index"]] for e in ex],
-                          path, titles=titles)
-    else:
-        plot_mask_examples([e["image"] for e in ex], [e["map"] for e in ex], _f1_threshold(metrics["curves"]),
-                           [e["gt_mask"] for e in ex], [e["ignore"] for e in ex], path, titles=titles)
+def _example_figures(collector: MapCollector, metrics: dict, metadata: Metadata, eval_size: int,
+                     folder: Path, name: str) -> None:
+    """``examples.png`` (then ``examples_2.png``, ...; 16 images a figure) in the paper's style."""
+    gt = metadata.gt_boxes(eval_size) if metadata.kind == "box" else None
+    for page, start in enumerate(range(0, len(collector.examples), MAX_ROWS)):
+        ex = collector.examples[start:start + MAX_ROWS]
+        path = folder / ("examples.png" if page == 0 else f"examples_{page + 1}.png")
+        images, maps = [e["image"] for e in ex], [e["map"] for e in ex]
+        titles = [f"{name}: {Path(metadata.image_ids[e['index']]).name}" for e in ex]
+        if gt is not None:
+            threshold = float(metrics["best_threshold"])
+            predicted = [boxes_at_threshold(m, threshold, multi_contour=False) for m in maps]
+            plot_box_examples(images, maps, threshold, predicted, [gt[e["index"]] for e in ex], path, titles=titles)
+        else:
+            plot_mask_examples(images, maps, _f1_threshold(metrics["curves"]), [e["gt_mask"] for e in ex],
+                               [e["ignore"] for e in ex], path, titles=titles)
 
 
 def map_function(method: str, cfg: Config, ctx: DistContext, classifier: WSOLClassifier | None,
@@ -102,13 +111,15 @@ def evaluate_methods(cfg: Config, ctx: DistContext, metadata: Metadata, methods:
     """Evaluate each method on ``metadata``'s split; write one folder per method (metrics.json,
     curves, figures, score maps) and, for several methods, comparison figures in ``out_dir``."""
     loader = eval_loader(cfg, metadata, ctx)
+    count = len(metadata.image_ids)
+    example_indices = set(np.linspace(0, count - 1, min(visualize, count)).round().astype(int).tolist())
     results: dict[str, dict] = {}
     curves: dict[str, dict] = {}
     values: dict[str, np.ndarray] = {}
     for method in methods:
         method_dir = out_dir / method if len(methods) > 1 else out_dir
         collector = MapCollector(method_dir / "scoremaps" if save_scoremaps else None,
-                                 visualize if ctx.is_main else 0)
+                                 example_indices if ctx.is_main else set())
         metrics = evaluate_localization(map_function(method, cfg, ctx, classifier, fcam_model), loader, metadata,
                                         ctx, cfg.data.eval_size, cfg.eval.cam_curve_interval,
                                         on_batch=collector, desc=method)
@@ -118,7 +129,7 @@ def evaluate_methods(cfg: Config, ctx: DistContext, metadata: Metadata, methods:
         curves[method] = metrics["curves"]
         values[method] = np.concatenate(collector.values) if collector.values else np.zeros(1)
         if visualize:
-            _example_figure(collector, metrics, metadata, cfg.data.eval_size, method_dir / "examples.png", method)
+            _example_figures(collector, metrics, metadata, cfg.data.eval_size, method_dir, method)
     if ctx.is_main and len(methods) > 1:
         if metadata.kind == "box":
             plot_threshold_sensitivity(curves, out_dir / "threshold_sensitivity.png", key="v1_iou50")

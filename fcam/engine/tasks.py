@@ -84,31 +84,29 @@ class ClassifierTask:
         self.scheduler.load_state_dict(state["scheduler"])
 
 
-def load_classifier(path: str, device: torch.device) -> tuple[WSOLClassifier, Config]:
-    """A trained classifier and the config it was trained with, from an fcam-train-cls checkpoint."""
-    state = load_checkpoint(path, kind="classifier", map_location="cpu")
-    cls_cfg = config_from_dict(state["config"], source=str(path))
-    model = build_classifier(cls_cfg.model.backbone, state["task"]["num_classes"], "none")
-    try:
-        model.load_state_dict(state["task"]["model"])
-    except RuntimeError as exc:
-        raise FcamError(f"{path}: weights do not fit backbone '{cls_cfg.model.backbone}' "
-                        f"({str(exc).splitlines()[0]})") from None
-    return model.to(device).eval(), cls_cfg
-
-
-def load_fcam(path: str, device: torch.device) -> tuple[FCAMModel, Config]:
-    """A trained F-CAM model (frozen classifier + decoder) from an fcam-train-decoder checkpoint."""
-    state = load_checkpoint(path, kind="fcam", map_location="cpu")
+def _load_model(path: str, kind: str, build) -> tuple[torch.nn.Module, Config]:
+    """Rebuild a model from an fcam checkpoint of ``kind``: its config names the backbone."""
+    state = load_checkpoint(path, kind=kind, map_location="cpu")
     cfg = config_from_dict(state["config"], source=str(path))
-    classifier = build_classifier(cfg.model.backbone, state["task"]["num_classes"], "none")
-    model = build_fcam(classifier)
+    model = build(build_classifier(cfg.model.backbone, state["task"]["num_classes"], "none"))
     try:
         model.load_state_dict(state["task"]["model"])
     except RuntimeError as exc:
         raise FcamError(f"{path}: weights do not fit backbone '{cfg.model.backbone}' "
                         f"({str(exc).splitlines()[0]})") from None
-    return model.to(device).eval(), cfg
+    return model.eval(), cfg
+
+
+def load_classifier(path: str, device: torch.device) -> tuple[WSOLClassifier, Config]:
+    """A trained classifier and the config it was trained with, from an fcam-train-cls checkpoint."""
+    model, cfg = _load_model(path, "classifier", lambda classifier: classifier)
+    return model.to(device), cfg
+
+
+def load_fcam(path: str, device: torch.device) -> tuple[FCAMModel, Config]:
+    """A trained F-CAM model (frozen classifier + decoder) from an fcam-train-decoder checkpoint."""
+    model, cfg = _load_model(path, "fcam", build_fcam)
+    return model.to(device), cfg
 
 
 class DecoderTask:

@@ -12,7 +12,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 import yaml
@@ -20,7 +20,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fcam.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from fcam.engine.distributed import DistContext, barrier, broadcast_buffers, broadcast_flag
+from fcam.config import Config
+from fcam.engine.distributed import (DistContext, barrier, broadcast_buffers, broadcast_flag,
+                                     cleanup_distributed, setup_distributed)
+from fcam.engine.seeding import seed_everything
 from fcam.errors import FcamError
 
 LAST, BEST, LOG, CONFIG, SUMMARY = "last.pt", "best.pt", "log.jsonl", "config.yaml", "summary.json"
@@ -153,3 +156,21 @@ def fit(task: Task, ctx: DistContext, run_dir: Path, epochs: int, config: dict, 
     if ctx.is_main:
         (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def run_training(cfg: Config, output: str | Path, resume: bool, overwrite: bool, epochs: int,
+                 make_task: Callable[[Config, DistContext], Task]) -> dict:
+    """What both training commands do: join the process group, prepare the run directory, seed,
+    build the task and :func:`fit` it; returns the summary (printed on rank 0)."""
+    ctx = setup_distributed(cfg.device)
+    try:
+        run_dir = prepare_run_dir(output, resume, overwrite, create=ctx.is_main)
+        seed_everything(cfg.train.seed, ctx.rank)
+        summary = fit(make_task(cfg, ctx), ctx, run_dir, epochs, cfg.to_dict(), resume)
+        if ctx.is_main:
+            best = summary["best"]
+            print(f"best {best['metric']} {best['score']:.2f} at epoch {best['epoch']}; checkpoints in {run_dir}",
+                  file=sys.stderr)
+        return summary
+    finally:
+        cleanup_distributed()
