@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 import cv2
 import numpy as np
 import pytest
@@ -20,7 +22,7 @@ from fcam.metrics import (
     topk_correct,
 )
 from fcam.metrics.scoremap import score_thresholds
-from fcam.metrics.threshold_boxes import max_ious_per_threshold
+from fcam.metrics.threshold_boxes import _ious_per_level, _without_specks, max_ious_per_threshold
 
 
 def reference_ious(scoremap, gt, thresholds):
@@ -257,6 +259,105 @@ def test_box_evaluator_equals_reference_metrics():
     assert_same_box_metrics(evaluator.compute(), expected)
     assert expected["MaxBoxAcc"] > 0 and expected["top1_loc"] <= expected["MaxBoxAcc"]
     assert expected["top1_loc"] <= expected["top5_loc"]
+
+
+def large_boxes(rng: np.random.Generator, scoremap: np.ndarray) -> np.ndarray:
+    """``make_boxes`` grown to at least 12x12, so that the contour search may erase specks."""
+    boxes = make_boxes(rng, scoremap)
+    boxes[:, :2] = np.minimum(boxes[:, :2], scoremap.shape[0] - 12)
+    boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 11)
+    return boxes
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_ious_from_min_iou_up_equal_reference(kind):
+    """With min_iou, values from min_iou up are exact and lower ones stay below it, specks erased or not."""
+    rng = np.random.default_rng(100 + KINDS.index(kind))
+    thresholds = score_thresholds(0.001)
+    erased_somewhere = False
+    for _ in range(8):
+        scoremap = make_map(rng, kind, int(rng.integers(32, 64)))
+        gt = large_boxes(rng, scoremap) if rng.random() < 0.8 else make_boxes(rng, scoremap)
+        min_iou = float(rng.choice([0.3, 0.5]))
+        largest, best = max_ious_per_threshold(scoremap, gt, thresholds, min_iou=min_iou)
+        ref_largest, ref_best = reference_ious(scoremap, gt, thresholds)
+        assert np.array_equal(largest, ref_largest)
+        assert np.array_equal(best >= min_iou, ref_best >= min_iou)
+        assert np.array_equal(best[ref_best >= min_iou], ref_best[ref_best >= min_iou])
+        gray = (scoremap * 255).astype(np.uint8)
+        levels = np.unique((thresholds * gray.max()).astype(np.int64))
+        erased_somewhere |= bool(_ious_per_level(gray, levels, gt, may_erase=True)[3].any())
+    if kind in ("noisy", "random"):
+        assert erased_somewhere, "the speck-erasing path must be exercised"
+
+
+def test_speck_erasing_keeps_the_first_of_equal_zero_area_contours():
+    """Where only zero-area contours remain, an erased isolated pixel may be the one V1 keeps."""
+    levels = np.zeros((40, 40))
+    levels[0:16:2, 0:40:2] = 3  # 160 isolated pixels: the next (lower) level gets its specks erased
+    levels[38, 5] = 2  # an isolated pixel and a one-pixel-thick line, both of polygon area 0
+    levels[33, 2:39] = 2
+    gt = np.array([[2, 33, 39, 35]])  # IoU 2/3 with the line's box, 0 with the pixel's
+    scoremap = from_levels(levels)
+    # Levels run from the highest; the one above (cutoff 2) has 160 contours.
+    gray = (scoremap * 255).astype(np.uint8)
+    assert _ious_per_level(gray, np.array([2, 1]), gt, may_erase=True)[3].tolist() == [False, True]
+    thresholds = np.array([0.34, 0.67])  # cutoffs 1 and 2
+    ref_largest, ref_best = reference_ious(scoremap, gt, thresholds)
+    for min_iou in (0.0, 0.3):
+        largest, best = max_ious_per_threshold(scoremap, gt, thresholds, min_iou=min_iou)
+        assert np.array_equal(largest, ref_largest) and best[0] == ref_best[0] == 2 / 3
+    assert ref_largest[0] == 0.0  # the reference keeps the pixel, which OpenCV lists first
+
+
+def test_without_specks_clears_isolated_pixels_and_fills_one_pixel_holes():
+    mask = np.zeros((9, 9), np.uint8)
+    mask[0, 0] = mask[4, 0] = 1  # isolated, on the border
+    mask[2:7, 2:7] = 1
+    mask[4, 4] = 0  # one-pixel hole
+    mask[2, 8] = 1  # isolated
+    mask[8, 7:9] = 1  # two pixels: not a speck
+    expected = mask.copy()
+    expected[0, 0] = expected[4, 0] = expected[2, 8] = 0
+    expected[4, 4] = 1
+    assert np.array_equal(_without_specks(mask), expected)
+    edge = np.ones((5, 5), np.uint8)
+    edge[0, 2] = 0  # background on the border is never a hole
+    assert np.array_equal(_without_specks(edge), edge)
+
+
+@pytest.mark.parametrize("num_workers", [1, 3])
+def test_box_evaluator_is_the_same_for_any_number_of_workers(num_workers):
+    maps, boxes, top1, top5 = random_set(seed=13, num=9)
+    evaluator = BoxEvaluator(cam_curve_interval=0.01, num_workers=num_workers)
+    evaluator.add(maps, boxes, top1, top5)
+    assert multiprocessing.active_children() == []  # no helper process outlives add()
+    expected = reference.box_accuracy(maps, boxes, top1, top5, cam_curve_interval=0.01)
+    assert_same_box_metrics(evaluator.compute(), expected)
+
+
+class _EvaluatedInWorker(torch.utils.data.Dataset):
+    """Runs a parallel BoxEvaluator inside a DataLoader worker, a daemonic process that may not fork."""
+
+    def __init__(self, maps, boxes):
+        self.maps, self.boxes = maps, boxes
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        evaluator = BoxEvaluator(cam_curve_interval=0.01, num_workers=2)
+        evaluator.add(self.maps, self.boxes)
+        return evaluator.state()
+
+
+def test_box_evaluator_works_inside_a_dataloader_worker():
+    maps, boxes, _, _ = random_set(seed=17, num=4)
+    loader = torch.utils.data.DataLoader(_EvaluatedInWorker(maps, boxes), num_workers=1, batch_size=None)
+    state = next(iter(loader))
+    here = BoxEvaluator(cam_curve_interval=0.01, num_workers=1)
+    here.add(maps, boxes)
+    assert all(np.array_equal(np.asarray(state[k]), v) for k, v in here.state().items())
 
 
 def test_v2_is_the_mean_of_maxima_each_at_its_own_threshold():

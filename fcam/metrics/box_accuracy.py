@@ -6,9 +6,11 @@ and the state of several processes adds up to the state of one (all-reduce by su
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from functools import partial
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -23,8 +25,11 @@ V1_IOU = 50  # MaxBoxAcc and top-1/5 localization use IoU >= 0.5
 class BoxEvaluator:
     """Streaming box metrics over score maps already in the boxes' space (e.g. 224x224, in [0, 1]).
 
-    The heavy work (OpenCV contour search) releases the GIL, so images of a batch are scored
-    by ``num_workers`` threads (default: one per CPU).
+    Images of a batch are scored by ``num_workers`` processes (default: one per CPU): the caller
+    and ``num_workers - 1`` helpers forked for each :meth:`add` and gone when it returns (threads
+    where forking is unavailable or not allowed, e.g. inside a DataLoader worker). Only
+    per-threshold hits come back from each image, so IoUs below the smallest IoU threshold are
+    never needed exactly and the contour search may skip contours that cannot reach them.
     """
 
     def __init__(
@@ -65,16 +70,18 @@ class BoxEvaluator:
         boxes = [_checked_boxes(b) for b in gt_boxes]
         if not boxes:
             return
-        with ThreadPoolExecutor(self.num_workers) as pool:
-            ious = list(pool.map(max_ious_per_threshold, scoremaps, boxes, [self.thresholds] * len(boxes)))
-        largest_iou = np.stack([largest for largest, _ in ious])
-        best_iou = np.stack([best for _, best in ious])
-        v1_hits = largest_iou >= V1_IOU / 100
+        score = partial(image_hits, thresholds=self.thresholds, iou_thresholds=self.iou_thresholds)
+        workers = min(self.num_workers, len(boxes))
+        if workers <= 1:
+            hits = _score_chunk(score, scoremaps, boxes)
+        else:
+            hits = _score_in_parallel(score, scoremaps, boxes, workers)
+        v1_hits = hits[:, 0]
         state = self._state
         state["num_images"] += len(scoremaps)
         state["v1_iou50"] += v1_hits.sum(axis=0)
-        for t in self.iou_thresholds:
-            state[f"v2_iou{t}"] += (best_iou >= t / 100).sum(axis=0)
+        for i, t in enumerate(self.iou_thresholds, start=1):
+            state[f"v2_iou{t}"] += hits[:, i].sum(axis=0)
         if top1_correct is not None:
             state["num_classified"] += len(scoremaps)
             state["top1_loc"] += (v1_hits & np.asarray(top1_correct, bool)[:, None]).sum(axis=0)
@@ -116,6 +123,45 @@ class BoxEvaluator:
             result["top1_loc"] = float(state["top1_loc"][best] * 100.0 / num_images)
             result["top5_loc"] = float(state["top5_loc"][best] * 100.0 / num_images)
         return result
+
+
+def image_hits(
+    scoremap: np.ndarray, gt_boxes: np.ndarray, thresholds: np.ndarray, iou_thresholds: Sequence[int]
+) -> np.ndarray:
+    """Per score threshold, whether the image is correct for MaxBoxAcc (IoU 50), then for MaxBoxAccV2
+    at each of ``iou_thresholds``: bool (1 + len(iou_thresholds), len(thresholds)).
+    """
+    min_iou = min(V1_IOU, *iou_thresholds) / 100
+    largest_iou, best_iou = max_ious_per_threshold(scoremap, gt_boxes, thresholds, min_iou=min_iou)
+    return np.stack([largest_iou >= V1_IOU / 100, *(best_iou >= t / 100 for t in iou_thresholds)])
+
+
+def _score_chunk(score: Callable[..., np.ndarray], scoremaps: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
+    return np.stack([score(scoremap, gt) for scoremap, gt in zip(scoremaps, boxes)])
+
+
+def _score_in_parallel(
+    score: Callable[..., np.ndarray], scoremaps: np.ndarray, boxes: list[np.ndarray], workers: int
+) -> np.ndarray:
+    """``_score_chunk`` over a few chunks per worker, so that fast maps do not wait for slow ones.
+
+    The helpers take chunks from the front of the queue while the caller takes them from the back
+    (those not started yet), so the caller's core works too and one fewer process is forked.
+    """
+    num_chunks = min(len(boxes), 4 * workers)
+    bounds = np.linspace(0, len(boxes), num_chunks + 1).astype(int).tolist()
+    chunks = [(scoremaps[a:b], boxes[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    with _helpers(workers - 1) as pool:
+        futures = [pool.submit(_score_chunk, score, *chunk) for chunk in chunks]
+        done_here = {i: _score_chunk(score, *chunks[i]) for i in reversed(range(num_chunks)) if futures[i].cancel()}
+        return np.concatenate([done_here[i] if i in done_here else futures[i].result() for i in range(num_chunks)])
+
+
+def _helpers(workers: int) -> Executor:
+    """Forked processes (true parallelism: the contour post-processing holds the GIL), else threads."""
+    if "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon:
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    return ThreadPoolExecutor(workers)
 
 
 def _checked_boxes(boxes: np.ndarray) -> np.ndarray:
