@@ -92,7 +92,7 @@ def train_one_epoch(task: Task, ctx: DistContext, epoch: int, scaler: torch.amp.
         loss = terms["loss"]
         if broadcast_flag(not bool(torch.isfinite(loss.detach()).all()), ctx):
             raise NonFiniteLoss(f"non-finite loss at epoch {epoch + 1}, step {step + 1}: "
-                                f"{ {k: float(v) for k, v in terms.items()} }; training stopped, "
+                                f"{ {k: float(v.detach()) for k, v in terms.items()} }; training stopped, "
                                 f"the last good checkpoint is kept")
         task.optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
