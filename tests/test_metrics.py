@@ -521,3 +521,15 @@ def test_topk_correct():
     assert correct[1].tolist() == [True, False, False]
     assert correct[2].tolist() == [True, True, False]
     assert topk_correct(logits.numpy(), [3, 3, 3], ks=(1, 5))[5].tolist() == [True, True, True]
+
+
+def test_batched_normalization_equals_map_by_map():
+    rng = np.random.default_rng(42)
+    maps = rng.random((6, 9, 11)) * rng.uniform(0.1, 50, (6, 1, 1)) - 3.0
+    maps[2] = 7.0  # constant
+    maps[4, 3, 3] = np.nan
+    batch = normalize_scoremap(maps)
+    for got, one in zip(batch, maps):
+        expected = normalize_scoremap(one)
+        assert np.array_equal(got, expected)
+    assert not batch[2].any() and not batch[4].any() and batch[0].max() == 1.0

@@ -36,7 +36,7 @@ def cam_map_fn(model: WSOLClassifier, method: str, eval_size: int, interpolation
             logits = model(images)
         cams = compute_cams(model, images, labels, method, model.cam_target_layer, fc=model.fc)
         maps = resize_scoremap(cams.double().cpu().numpy(), eval_size, interpolation)
-        return np.stack([normalize_scoremap(m) for m in maps]), logits
+        return normalize_scoremap(maps), logits
 
     return fn
 

@@ -18,16 +18,20 @@ def score_thresholds(cam_curve_interval: float) -> np.ndarray:
 
 
 def normalize_scoremap(scoremap: np.ndarray) -> np.ndarray:
-    """Min-max normalize to [0, 1] in float64; a map with a NaN or with min == max becomes zeros.
+    """Min-max normalize a map (h, w), or each map of a batch (..., h, w), to [0, 1] in float64;
+    a map with a NaN or with min == max becomes zeros.
 
-    The division is by ``max(map - min)``, as the reference does, so the maximum is exactly 1.0.
+    The division is by ``max(map - min)``, as the reference does, so the maximum is exactly 1.0;
+    a batch gives bit for bit the maps one by one would.
     """
-    scoremap = np.array(scoremap, dtype=np.float64)
-    if np.isnan(scoremap).any() or scoremap.min() == scoremap.max():
-        return np.zeros_like(scoremap)
-    scoremap -= scoremap.min()
-    scoremap /= scoremap.max()
-    return scoremap
+    maps = np.array(scoremap, dtype=np.float64)
+    axes = (-2, -1)
+    maps -= maps.min(axis=axes, keepdims=True)
+    peak = maps.max(axis=axes, keepdims=True)
+    invalid = np.isnan(peak) | (peak == 0)  # a NaN propagates to min and max; min == max leaves 0
+    maps /= np.where(invalid, 1.0, peak)
+    maps[np.broadcast_to(invalid, maps.shape)] = 0.0
+    return maps
 
 
 def resize_scoremap(
