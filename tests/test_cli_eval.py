@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from fcam.cli.eval import main
 from fcam.data import load_gt_mask, load_metadata

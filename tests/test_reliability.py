@@ -5,7 +5,6 @@ and evaluation streams (bounded memory over 2,000 maps)."""
 from __future__ import annotations
 
 import json
-import os
 import resource
 import shutil
 import signal

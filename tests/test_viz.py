@@ -27,7 +27,6 @@ from fcam.viz.localization import (
     FALSE_POSITIVE_COLOR,
     GT_BOX_COLOR,
     IGNORED_COLOR,
-    PRED_BOX_COLOR,
     TRUE_NEGATIVE_COLOR,
     TRUE_POSITIVE_COLOR,
 )

@@ -19,8 +19,8 @@ import yaml
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from fcam.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from fcam.config import Config
+from fcam.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from fcam.engine.distributed import (DistContext, barrier, broadcast_buffers, broadcast_flag,
                                      cleanup_distributed, setup_distributed)
 from fcam.engine.seeding import seed_everything
