@@ -12,6 +12,7 @@ import numpy as np
 
 from fcam.config import Config
 from fcam.data import Metadata
+from fcam.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fcam.engine.distributed import DistContext
 from fcam.engine.evaluation import MapFn, cam_map_fn, evaluate_localization, fcam_map_fn
 from fcam.engine.loaders import eval_loader
@@ -22,8 +23,6 @@ from fcam.models import FCAMModel, WSOLClassifier
 from fcam.viz import plot_box_examples, plot_histograms, plot_mask_examples, plot_threshold_sensitivity
 from fcam.viz.localization import MAX_ROWS
 
-MEAN = np.array([0.485, 0.456, 0.406])
-STD = np.array([0.229, 0.224, 0.225])
 HISTOGRAM_IMAGES = 256   # activation histograms use the first images' maps, every 4th pixel
 HISTOGRAM_STRIDE = 4
 
@@ -60,7 +59,7 @@ class MapCollector:
 
 def _display_image(normalized: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The network input back to uint8 RGB at the map's size (for figures)."""
-    image = np.clip((normalized.transpose(1, 2, 0) * STD + MEAN) * 255.0, 0, 255).astype(np.uint8)
+    image = np.clip((normalized.transpose(1, 2, 0) * np.array(IMAGENET_STD) + np.array(IMAGENET_MEAN)) * 255.0, 0, 255).astype(np.uint8)
     if image.shape[:2] != size:
         image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
     return image

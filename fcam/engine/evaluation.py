@@ -56,6 +56,11 @@ def fcam_map_fn(model: FCAMModel, eval_size: int, device: torch.device) -> MapFn
     return fn
 
 
+def scalar_metrics(metrics: dict) -> dict:
+    """The JSON-able scalars of an evaluator's result (curves and arrays left out)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 def make_evaluator(metadata: Metadata, cam_curve_interval: float) -> BoxEvaluator | MaskEvaluator:
     if metadata.kind == "mask":
         return MaskEvaluator(cam_curve_interval=cam_curve_interval)

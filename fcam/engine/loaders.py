@@ -58,12 +58,17 @@ class EvalItems(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         item = self.dataset[index]
-        if self.metadata.kind == "mask":
-            paths, ignore = self.metadata.masks[item["image_id"]]
-            mask, ignored = load_gt_mask(self.mask_root, paths, ignore, self.eval_size)
-            item["gt_mask"] = torch.from_numpy(mask)
-            item["ignore_mask"] = torch.from_numpy(ignored)
-        return item
+        return {**item, **mask_targets(self.metadata, item["image_id"], self.mask_root, self.eval_size)}
+
+
+def mask_targets(metadata: Metadata, image_id: str, mask_root: str | Path | None, size: int) -> dict:
+    """``gt_mask`` and ``ignore_mask`` tensors of an image at the evaluation size (mask data),
+    or nothing (box data)."""
+    if metadata.kind != "mask":
+        return {}
+    paths, ignore = metadata.masks[image_id]
+    mask, ignored = load_gt_mask(mask_root, paths, ignore, size)
+    return {"gt_mask": torch.from_numpy(mask), "ignore_mask": torch.from_numpy(ignored)}
 
 
 def train_loader(cfg: Config, metadata: Metadata, ctx: DistContext, batch_size: int,

@@ -5,16 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fcam.engine.evaluation import scalar_metrics
 from fcam.viz import plot_box_curves, plot_pr_curve, write_curves_csv
 
 BOX_KEYS = ("MaxBoxAcc", "MaxBoxAccV2", "MaxBoxAccV2_IoU30", "MaxBoxAccV2_IoU50", "MaxBoxAccV2_IoU70")
 MASK_KEYS = ("PxAP",)
 EXTRA_KEYS = ("top1_loc", "top5_loc", "cls_acc")
-
-
-def scalar_metrics(metrics: dict) -> dict:
-    """The JSON-able scalars of an evaluator's result (curves and arrays left out)."""
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def write_report(metrics: dict, out_dir: str | Path, title: str = "") -> dict:

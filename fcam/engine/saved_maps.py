@@ -10,8 +10,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from fcam.data import Metadata, load_gt_mask
+from fcam.data import Metadata
 from fcam.engine.evaluation import make_evaluator
+from fcam.engine.loaders import mask_targets
 from fcam.errors import FcamError
 from fcam.metrics import normalize_scoremap, resize_scoremap
 
@@ -63,13 +64,9 @@ class SavedMaps(Dataset):
             scoremap = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise FcamError(f"{path}: not a readable .npy score map ({exc})") from None
-        item = {"map": torch.from_numpy(prepare_saved_map(scoremap, self.eval_size, self.normalize, str(path))),
-                "index": index}
-        if self.metadata.kind == "mask":
-            paths, ignore = self.metadata.masks[image_id]
-            mask, ignored = load_gt_mask(self.mask_root, paths, ignore, self.eval_size)
-            item["gt_mask"], item["ignore_mask"] = torch.from_numpy(mask), torch.from_numpy(ignored)
-        return item
+        scoremap = prepare_saved_map(scoremap, self.eval_size, self.normalize, str(path))
+        return {"map": torch.from_numpy(scoremap), "index": index,
+                **mask_targets(self.metadata, image_id, self.mask_root, self.eval_size)}
 
 
 def evaluate_saved_maps(scoremap_root: str | Path, metadata: Metadata, mask_root: str | Path | None = None,

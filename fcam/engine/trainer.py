@@ -23,6 +23,7 @@ from fcam.config import Config
 from fcam.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from fcam.engine.distributed import (DistContext, barrier, broadcast_buffers, broadcast_flag,
                                      cleanup_distributed, setup_distributed)
+from fcam.engine.evaluation import scalar_metrics
 from fcam.engine.seeding import seed_everything
 from fcam.errors import FcamError
 
@@ -73,10 +74,6 @@ def prepare_run_dir(run_dir: str | Path, resume: bool, overwrite: bool, create: 
 
 def _write_log(path: Path, history: list[dict]) -> None:
     path.write_text("".join(json.dumps(row) + "\n" for row in history))
-
-
-def _scalars(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
 def train_one_epoch(task: Task, ctx: DistContext, epoch: int, scaler: torch.amp.GradScaler,
@@ -137,10 +134,10 @@ def fit(task: Task, ctx: DistContext, run_dir: Path, epochs: int, config: dict, 
         score = float(metrics[task.selection_key])
         improved = best is None or score > best["score"]
         row = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in train_stats.items()},
-               **{f"val_{k}": v for k, v in _scalars(metrics).items()}, "seconds": round(time.time() - started, 2)}
+               **{f"val_{k}": v for k, v in scalar_metrics(metrics).items()}, "seconds": round(time.time() - started, 2)}
         history.append(row)
         if improved:
-            best = {"epoch": epoch + 1, "score": score, "metric": task.selection_key, "metrics": _scalars(metrics)}
+            best = {"epoch": epoch + 1, "score": score, "metric": task.selection_key, "metrics": scalar_metrics(metrics)}
         if ctx.is_main:
             state = {"kind": task.kind, "config": config, "epoch": epoch, "task": task.state_dict(),
                      "rng": rng_state(), "history": history, "best": best}
