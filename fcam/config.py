@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from fcam.errors import FcamError
+from fcam.interpolation import INTERPOLATIONS
 
 
 def _opt(default: Any, help: str, choices: tuple | None = None) -> Any:
@@ -53,7 +54,8 @@ class CamConfig:
     method: str = _opt("cam", "CAM method for validation (fcam-train-cls) and for the seeds (fcam-train-decoder).",
                        ("cam", "gradcam", "gradcampp", "smoothgradcampp", "xgradcam", "layercam"))
     interpolation: str = _opt("bicubic", "Upsampling of low-resolution CAMs to eval_size: 'bicubic' "
-                              "(OpenCV, wsolevaluation) or 'bilinear' (torch, F-CAM code).", ("bicubic", "bilinear"))
+                              "(OpenCV, wsolevaluation), 'bilinear' (torch, F-CAM code) or 'torch-bicubic'.",
+                              tuple(INTERPOLATIONS))
 
 
 @dataclass

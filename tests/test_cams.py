@@ -1,5 +1,6 @@
 """fcam.cams: the six formulas against hand-computed maps, batching, and side effects on the model."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -360,7 +361,7 @@ def test_targets_none_means_the_predicted_class() -> None:
         assert (default - other).abs().amax() > 0.05
 
 
-@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("interpolation", ["bilinear", "torch-bicubic", "bicubic"])
 def test_upsampled_maps_are_normalized_after_resizing(interpolation: str) -> None:
     model = seeded(SmallCnn())
     x = images(size=8)
@@ -370,7 +371,12 @@ def test_upsampled_maps_are_normalized_after_resizing(interpolation: str) -> Non
 
     assert low.shape == (3, 4, 4) and high.shape == (3, 11, 16)
     assert high.amin(dim=(1, 2)).eq(0).all() and high.amax(dim=(1, 2)).eq(1).all()
-    resized = F.interpolate(low[:, None], size=(11, 16), mode=interpolation, align_corners=False)[:, 0]
+    if interpolation == "bicubic":  # OpenCV's, as the protocol resizes
+        resized = torch.from_numpy(np.stack([cv2.resize(m, (16, 11), interpolation=cv2.INTER_CUBIC)
+                                             for m in low.double().numpy()])).float()
+    else:
+        mode = interpolation.removeprefix("torch-")
+        resized = F.interpolate(low[:, None], size=(11, 16), mode=mode, align_corners=False)[:, 0]
     torch.testing.assert_close(high, minmax_normalize(resized), atol=1e-6, rtol=0)
 
 

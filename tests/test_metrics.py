@@ -493,7 +493,7 @@ def test_resize_scoremap():
     bilinear = resize_scoremap(cams, (14, 21), interpolation="bilinear")
     expected = torch.nn.functional.interpolate(torch.from_numpy(cams)[:, None], (14, 21), mode="bilinear")
     assert np.array_equal(bilinear, expected[:, 0].numpy())
-    with pytest.raises(FcamError, match="interpolation"):
+    with pytest.raises(ValueError, match="interpolation"):
         resize_scoremap(cams, 28, interpolation="nearest")
 
 

@@ -1,7 +1,6 @@
 """Batched class activation maps of any classifier by one of six methods."""
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fcam.cams.capture import forward_with_activations
@@ -16,9 +15,9 @@ from fcam.cams.methods import (
 )
 from fcam.cams.normalize import minmax_normalize
 from fcam.errors import FcamError
+from fcam.interpolation import INTERPOLATIONS, resize_maps
 
 CAM_METHODS = ("cam", "gradcam", "gradcampp", "smoothgradcampp", "xgradcam", "layercam")
-INTERPOLATIONS = ("bilinear", "bicubic")
 # Methods whose map depends on the activations and plain gradients only.
 _GRADIENT_MAPS = {"gradcam": gradcam_map, "xgradcam": xgradcam_map, "layercam": layercam_map}
 
@@ -55,8 +54,8 @@ def compute_cams(
     input's range as in SmoothGrad). ``gradcampp_variant`` picks the GradCAM++ formula
     (see ``fcam.cams.methods``).
 
-    Each map is upsampled first, when ``size=(H, W)`` is given (``interpolation``
-    "bilinear" or "bicubic", align_corners=False), and then min-max normalized per
+    Each map is upsampled first, when ``size=(H, W)`` is given (``interpolation``: a name of
+    ``fcam.interpolation.INTERPOLATIONS``), and then min-max normalized per
     image, as wsolevaluation does (it resizes, then normalizes): the returned maps span
     [0, 1] exactly and a second normalization leaves them unchanged. A map with a NaN,
     or a constant one, becomes all zeros. (The F-CAM code normalizes at the layer's
@@ -90,7 +89,7 @@ def compute_cams(
                 maps = _GRADIENT_MAPS[method](clean_acts, grads)
 
         if size is not None:
-            maps = F.interpolate(maps[:, None], size=size, mode=interpolation, align_corners=False)[:, 0]
+            maps = resize_maps(maps, size, interpolation)
         return minmax_normalize(maps)
 
 

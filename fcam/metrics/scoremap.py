@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
-
 from fcam.errors import FcamError
-
-INTERPOLATIONS = ("bicubic", "bilinear")
-
+from fcam.interpolation import resize_maps
 
 def score_thresholds(cam_curve_interval: float) -> np.ndarray:
     """The operating points of every curve: ``np.arange(0, 1, interval)`` (0.001 gives 1000, the last 0.999)."""
@@ -37,28 +32,9 @@ def normalize_scoremap(scoremap: np.ndarray) -> np.ndarray:
 def resize_scoremap(
     scoremap: np.ndarray, size: int | tuple[int, int], interpolation: str = "bicubic"
 ) -> np.ndarray:
-    """Resize one map (h, w) or a batch (B, h, w) to ``size`` (an int, or (height, width)), float64.
-
-    ``bicubic`` is OpenCV's INTER_CUBIC on float64, as the reference evaluator does it;
-    ``bilinear`` is torch's bilinear with ``align_corners=False``, as the F-CAM code does it.
-    """
-    height, width = (size, size) if isinstance(size, int) else size
-    maps = np.asarray(scoremap, dtype=np.float64)
-    if maps.ndim not in (2, 3):
-        raise ValueError(f"expected a map (h, w) or a batch (B, h, w), got shape {maps.shape}")
-    batch = maps if maps.ndim == 3 else maps[None]
-    if interpolation == "bicubic":
-        resized = np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_CUBIC) for m in batch])
-    elif interpolation == "bilinear":
-        resized = F.interpolate(
-            torch.from_numpy(np.ascontiguousarray(batch))[:, None],
-            size=(height, width),
-            mode="bilinear",
-            align_corners=False,
-        )[:, 0].numpy()
-    else:
-        raise FcamError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
-    return resized if maps.ndim == 3 else resized[0]
+    """Resize one map (h, w) or a batch (B, h, w) to ``size`` in float64; ``interpolation`` is a
+    name of :data:`fcam.interpolation.INTERPOLATIONS` (``bicubic``: OpenCV's, as the reference)."""
+    return resize_maps(np.asarray(scoremap, dtype=np.float64), size, interpolation)
 
 
 def check_scoremap(scoremap: np.ndarray, size: int | tuple[int, int], name: str) -> None:
