@@ -12,20 +12,20 @@ Each name means one computation, wherever it is used:
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+if TYPE_CHECKING:
+    import torch
+
+# Names only at import time: the configs and the commands' --help read this vocabulary without
+# loading torch or OpenCV, which the resizing functions import when they run.
 INTERPOLATIONS: dict[str, str] = {
     "bicubic": "OpenCV INTER_CUBIC on float64 (wsolevaluation; the protocol's)",
     "bilinear": "torch bilinear, align_corners=False (the F-CAM code's)",
     "torch-bicubic": "torch bicubic, align_corners=False (any device; OpenCV's bicubic to ~1e-6)",
 }
-
-Maps = TypeVar("Maps", np.ndarray, torch.Tensor)
-
 
 def check_interpolation(name: str) -> str:
     """``name`` if it is in :data:`INTERPOLATIONS`, else ValueError listing the names."""
@@ -34,12 +34,14 @@ def check_interpolation(name: str) -> str:
     return name
 
 
-def resize_maps(maps: Maps, size: int | tuple[int, int], interpolation: str) -> Maps:
+def resize_maps(maps: Any, size: int | tuple[int, int], interpolation: str) -> Any:
     """Resize one map (h, w) or a batch (B, h, w) to ``size`` (an int or (height, width)).
 
     A numpy array comes back as float64 numpy; a tensor comes back as a tensor of its own dtype
     on its own device (``bicubic`` goes through OpenCV on the CPU in float64).
     """
+    import torch
+
     check_interpolation(interpolation)
     height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if maps.ndim not in (2, 3):
@@ -64,6 +66,8 @@ def _opencv_bicubic(maps: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def _torch_resize(maps: torch.Tensor, height: int, width: int, interpolation: str) -> torch.Tensor:
+    import torch.nn.functional as F
+
     mode = "bicubic" if interpolation == "torch-bicubic" else "bilinear"
     batch = maps if maps.ndim == 3 else maps[None]
     resized = F.interpolate(batch[:, None], size=(height, width), mode=mode, align_corners=False)[:, 0]
