@@ -76,6 +76,9 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     cam_curve_interval: float = _opt(0.001, "Threshold step of MaxBoxAcc / PxAP (1000 thresholds at 0.001).")
+    num_workers: int = _opt(-1, "Processes per rank scoring maps during evaluation, started once per run; "
+                            "-1: this process's CPUs (affinity) divided by the ranks on the machine; "
+                            "0 or 1: in the main process.")
 
 
 @dataclass

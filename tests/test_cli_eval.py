@@ -4,16 +4,21 @@ giving a one-line error with a non-zero exit and no traceback."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fcam.cli.eval import main
 from fcam.data import load_gt_mask, load_metadata
-from fcam.metrics import reference
+from fcam.engine.saved_maps import prepare_saved_map
+from fcam.engine.scoring import AUTO, ScoringPool, default_num_workers, resolve_num_workers
+from fcam.errors import FcamError
+from fcam.metrics import box_hits, reference
 
 SIZE = 32
 
@@ -134,3 +139,83 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and result.stderr.startswith("error: ")
+
+
+def test_worker_pool_gives_the_numbers_of_one_process(synth_root, tmp_path, capsys):
+    """Scoring in 2 worker processes (forkserver, not forked from this process) equals scoring here."""
+    for dataset in ("CUB", "OpenImages"):
+        meta = load_metadata(synth_root / "metadata", dataset, "test")
+        write_maps(tmp_path / dataset, meta, np.random.default_rng(5))
+        args = ["--scoremap-root", str(tmp_path / dataset), "--metadata-root", str(synth_root / "metadata"),
+                "--mask-root", str(synth_root / "masks"), "--dataset", dataset, "--split", "test",
+                "--eval-size", str(SIZE), "--cam-curve-interval", "0.01"]
+        results = []
+        for workers in ("0", "2"):
+            out = tmp_path / f"{dataset}_{workers}"
+            code, _, err = run(args + ["--num-workers", workers, "--output", str(out)], capsys)
+            assert code == 0, err
+            results.append(json.loads((out / "metrics.json").read_text()))
+        assert results[0] == results[1]
+
+
+def test_scoring_pool_workers_are_not_forked_and_do_not_import_torch():
+    # The probe is a builtin (eval), so unpickling it imports nothing; a real scoring job runs first.
+    probe = "(__import__('multiprocessing').get_start_method(), 'torch' in __import__('sys').modules, __import__('os').getppid())"
+    maps = np.random.default_rng(0).random((2, 16, 16))
+    found = []
+    with ScoringPool(2) as pool:
+        pool.submit(found.append, box_hits, maps, [np.array([[0, 0, 8, 8]])] * 2, np.arange(0, 1, 0.1), (30, 50))
+        for _ in range(4):
+            pool.submit(found.append, eval, probe)
+    assert found[0].shape == (2, 3, 10)
+    for start_method, has_torch, parent in found[1:]:
+        assert start_method == "forkserver" and not has_torch and parent != os.getpid()
+    assert ScoringPool(0)._executor is None and ScoringPool(1)._executor is None
+
+
+def test_default_worker_count_shares_the_affinity_among_local_ranks():
+    cpus = len(os.sched_getaffinity(0))
+    assert default_num_workers() == cpus
+    assert default_num_workers(local_world_size=cpus * 2) == 1
+    assert resolve_num_workers(AUTO, 1) == cpus and resolve_num_workers(3) == 3
+    with pytest.raises(FcamError, match="num_workers"):
+        resolve_num_workers(-2)
+
+
+def test_reference_reads_masks_as_the_fast_path(synth_root):
+    """The reference's own mask reading (float32, INTER_NEAREST, > 0.5) equals fcam.data's."""
+    meta = load_metadata(synth_root / "metadata", "OpenImages", "test")
+    for size in (SIZE, 224):
+        for image_id in meta.image_ids:
+            paths, ignore = meta.masks[image_id]
+            coded = reference_get_mask(synth_root / "masks" / "OpenImages", paths, ignore, size)
+            foreground, ignored = load_gt_mask(synth_root / "masks", paths, ignore, size=size)
+            assert np.array_equal(coded == 1, foreground) and np.array_equal(coded == 255, ignored)
+
+
+def reference_get_mask(folder, paths, ignore, size):
+    if size == reference.RESIZE_LENGTH:
+        return reference.get_mask(str(folder), paths, ignore)
+    instances = np.any([reference.load_mask_image(str(folder / p), (size, size)) > 0.5 for p in paths], axis=0)
+    ignored = (reference.load_mask_image(str(folder / ignore), (size, size)) > 0.5) & ~instances if ignore else 0
+    return instances.astype(np.uint8) + 255 * np.asarray(ignored, dtype=np.uint8)
+
+
+@pytest.mark.parametrize(
+    "scoremap, message",
+    [
+        (np.full((4, 4), np.nan), "NaN"),
+        (np.full((4, 4), np.inf), "NaN, inf"),
+        (np.zeros((1, 4, 4)), "2-D"),
+        (np.full((4, 4), 1.5), r"\[0, 1\]"),
+        (np.full((4, 4), -0.1), r"\[0, 1\]"),
+        (np.array([["a"] * 4] * 4), "dtype"),
+    ],
+)
+def test_prepare_saved_map_names_the_map(scoremap, message):
+    with pytest.raises(FcamError, match=message) as info:
+        prepare_saved_map(scoremap, 4, normalize=False, name="maps/a/b.npy")
+    assert "maps/a/b.npy" in str(info.value)
+    assert prepare_saved_map(np.zeros((4, 4), np.float32), 4, False, "ok.npy").dtype == np.float64
+    assert prepare_saved_map(np.full((4, 4), 7.0), 4, True, "ok.npy").max() == 0.0  # constant: zeros
+    assert prepare_saved_map(np.random.default_rng(0).random((3, 5)), 4, False, "ok.npy").shape == (4, 4)

@@ -2,37 +2,43 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import threading
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
+from fcam.data import Metadata
 from fcam.errors import FcamError
 from fcam.metrics import (
     BoxEvaluator,
     MaskEvaluator,
-    box_iou,
-    check_scoremap,
+    box_hits,
+    gray_levels,
     normalize_scoremap,
+    pixel_histograms,
     reference,
     resize_scoremap,
-    scale_boxes,
     topk_correct,
 )
+from fcam.metrics.boxes import box_iou
 from fcam.metrics.scoremap import score_thresholds
 from fcam.metrics.threshold_boxes import _ious_per_level, _without_specks, max_ious_per_threshold
 
 
 def reference_ious(scoremap, gt, thresholds):
     """Per-threshold best IoUs of the largest contour (V1) and of all contours (V2), the slow way."""
-    v1 = [box_iou(reference.boxes_at_threshold(scoremap, t, False), gt).max() for t in thresholds]
-    v2 = [box_iou(reference.boxes_at_threshold(scoremap, t, True), gt).max() for t in thresholds]
+    v1 = [reference.multiple_iou(reference.boxes_at_threshold(scoremap, t, False), gt).max() for t in thresholds]
+    v2 = [reference.multiple_iou(reference.boxes_at_threshold(scoremap, t, True), gt).max() for t in thresholds]
     return np.array(v1), np.array(v2)
 
 
-IMPLEMENTATIONS = {"fast": max_ious_per_threshold, "reference": reference_ious}
+def fast_ious(scoremap, gt, thresholds, min_iou=0.0):
+    return max_ious_per_threshold(gray_levels(scoremap), gt, thresholds, min_iou=min_iou)
+
+
+IMPLEMENTATIONS = {"fast": fast_ious, "reference": reference_ious}
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
@@ -92,15 +98,18 @@ KINDS = ("smooth", "noisy", "holed", "plateau", "random", "constant", "lowmax")
 # --- box scaling -------------------------------------------------------------------------------
 
 
-def test_scale_boxes_multiplies_before_dividing():
+def test_gt_boxes_multiply_before_dividing():
     cases = [(x, w) for w in range(100, 700) for x in range(w) if int(x * 224.0 / w) != int(x * (224.0 / w))]
     assert cases, "no coordinate where the two float64 orders differ"
-    for x, w in cases[:50]:
-        got = scale_boxes(np.array([[x, 0, x, 0]]), width=w, height=300)
+    cases = cases[:50]
+    ids = [f"img{i}.jpg" for i in range(len(cases))]
+    boxes = {i: np.array([[x, x % 300, x, x % 300]]) for i, (x, _) in zip(ids, cases)}
+    sizes = {i: (w, 300) for i, (_, w) in zip(ids, cases)}
+    meta = Metadata("CUB", "test", "box", ids, [0] * len(ids), sizes, boxes, None)
+    for got, image_id, (x, w) in zip(meta.gt_boxes(224), ids, cases):
         assert got[0, 0] == int(x * 224.0 / w) == got[0, 2]
-    x, h = cases[0]
-    assert scale_boxes(np.array([[0, x, 0, x]]), width=50, height=h)[0, 1] == int(x * 224.0 / h)
-    assert scale_boxes(np.array([[10, 20, 30, 40]]), 448, 448).dtype == np.int64
+        assert tuple(got[0]) == reference.resize_box(boxes[image_id][0], sizes[image_id], (224, 224))
+        assert got.dtype == np.int64
 
 
 # --- box extraction at a threshold ---------------------------------------------------------------
@@ -173,10 +182,12 @@ def test_v1_keeps_the_contour_of_largest_polygon_area(ious):
     assert ious(from_levels(levels), np.array([[8, 8, 16, 15]]), at(0.5))[0][0] == 1.0
 
 
-def test_inclusive_iou():
-    assert box_iou(np.array([[0, 0, 1, 1]]), np.array([[1, 1, 2, 2]]))[0, 0] == 1 / 7
-    assert box_iou(np.array([[0, 0, 0, 0]]), np.array([[0, 0, 0, 0]]))[0, 0] == 1.0
-    assert box_iou(np.array([[0, 0, 3, 3]]), np.array([[5, 5, 6, 6]]))[0, 0] == 0.0
+@pytest.mark.parametrize("iou", [box_iou, reference.multiple_iou])
+def test_inclusive_iou(iou):
+    assert iou(np.array([[0, 0, 1, 1]]), np.array([[1, 1, 2, 2]]))[0, 0] == 1 / 7
+    assert iou(np.array([[0, 0, 0, 0]]), np.array([[0, 0, 0, 0]]))[0, 0] == 1.0
+    assert iou(np.array([[0, 0, 3, 3]]), np.array([[5, 5, 6, 6]]))[0, 0] == 0.0
+    assert iou(np.array([[3, 3, 1, 1]]), np.array([[3, 3, 1, 1]]))[0, 0] == 0.0  # degenerate union
 
 
 def test_tree_boxes_are_components_and_grown_holes():
@@ -215,7 +226,7 @@ def test_fast_ious_equal_reference_on_small_maps(kind):
     for _ in range(6):
         scoremap = make_map(rng, kind, int(rng.integers(24, 48)))
         gt = make_boxes(rng, scoremap)
-        fast, slow = max_ious_per_threshold(scoremap, gt, thresholds), reference_ious(scoremap, gt, thresholds)
+        fast, slow = fast_ious(scoremap, gt, thresholds), reference_ious(scoremap, gt, thresholds)
         assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
 
 
@@ -225,7 +236,7 @@ def test_fast_ious_equal_reference_on_224_maps():
     for kind in ("smooth", "holed", "noisy"):
         scoremap = make_map(rng, kind, 224)
         gt = make_boxes(rng, scoremap)
-        fast, slow = max_ious_per_threshold(scoremap, gt, thresholds), reference_ious(scoremap, gt, thresholds)
+        fast, slow = fast_ious(scoremap, gt, thresholds), reference_ious(scoremap, gt, thresholds)
         assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
 
 
@@ -251,7 +262,7 @@ def assert_same_box_metrics(got: dict, expected: dict):
 
 def test_box_evaluator_equals_reference_metrics():
     maps, boxes, top1, top5 = random_set(seed=3, num=21)
-    evaluator = BoxEvaluator(cam_curve_interval=0.01, num_workers=2)
+    evaluator = BoxEvaluator(cam_curve_interval=0.01)
     evaluator.add(maps[:0], [])
     evaluator.add(maps[:8], boxes[:8], top1[:8], top5[:8])
     evaluator.add(maps[8:], boxes[8:], top1[8:], top5[8:])
@@ -279,7 +290,7 @@ def test_ious_from_min_iou_up_equal_reference(kind):
         scoremap = make_map(rng, kind, int(rng.integers(32, 64)))
         gt = large_boxes(rng, scoremap) if rng.random() < 0.8 else make_boxes(rng, scoremap)
         min_iou = float(rng.choice([0.3, 0.5]))
-        largest, best = max_ious_per_threshold(scoremap, gt, thresholds, min_iou=min_iou)
+        largest, best = fast_ious(scoremap, gt, thresholds, min_iou=min_iou)
         ref_largest, ref_best = reference_ious(scoremap, gt, thresholds)
         assert np.array_equal(largest, ref_largest)
         assert np.array_equal(best >= min_iou, ref_best >= min_iou)
@@ -305,7 +316,7 @@ def test_speck_erasing_keeps_the_first_of_equal_zero_area_contours():
     thresholds = np.array([0.34, 0.67])  # cutoffs 1 and 2
     ref_largest, ref_best = reference_ious(scoremap, gt, thresholds)
     for min_iou in (0.0, 0.3):
-        largest, best = max_ious_per_threshold(scoremap, gt, thresholds, min_iou=min_iou)
+        largest, best = fast_ious(scoremap, gt, thresholds, min_iou=min_iou)
         assert np.array_equal(largest, ref_largest) and best[0] == ref_best[0] == 2 / 3
     assert ref_largest[0] == 0.0  # the reference keeps the pixel, which OpenCV lists first
 
@@ -326,38 +337,49 @@ def test_without_specks_clears_isolated_pixels_and_fills_one_pixel_holes():
     assert np.array_equal(_without_specks(edge), edge)
 
 
-@pytest.mark.parametrize("num_workers", [1, 3])
-def test_box_evaluator_is_the_same_for_any_number_of_workers(num_workers):
+def test_evaluators_create_no_process_or_thread(monkeypatch):
+    """add/add_hits/add_histograms/compute run in the caller: nothing is started, whatever the batch."""
+    import multiprocessing.context
+    import subprocess
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("an evaluator started a process or a thread")
+
+    monkeypatch.setattr(multiprocessing.context.BaseContext, "Pool", forbidden)
+    for start_method in ("fork", "spawn", "forkserver"):
+        monkeypatch.setattr(multiprocessing.get_context(start_method).Process, "start", forbidden)
+    monkeypatch.setattr(subprocess.Popen, "__init__", forbidden)
+    monkeypatch.setattr(threading.Thread, "start", forbidden)
+    threads = threading.active_count()
     maps, boxes, top1, top5 = random_set(seed=13, num=9)
-    evaluator = BoxEvaluator(cam_curve_interval=0.01, num_workers=num_workers)
-    evaluator.add(maps, boxes, top1, top5)
-    assert multiprocessing.active_children() == []  # no helper process outlives add()
-    expected = reference.box_accuracy(maps, boxes, top1, top5, cam_curve_interval=0.01)
-    assert_same_box_metrics(evaluator.compute(), expected)
+    boxes_eval = BoxEvaluator(cam_curve_interval=0.01)
+    boxes_eval.add(maps, boxes, top1, top5)
+    boxes_eval.add_hits(box_hits(maps, boxes, boxes_eval.thresholds, boxes_eval.iou_thresholds), top1, top5)
+    masks = MaskEvaluator()
+    masks.add(maps, maps > 0.5, maps < 0.1)
+    masks.add_histograms(pixel_histograms(maps, maps > 0.5, maps < 0.1, masks.edges))
+    boxes_eval.compute(), masks.compute()
+    assert multiprocessing.active_children() == [] and threading.active_count() == threads
 
 
-class _EvaluatedInWorker(torch.utils.data.Dataset):
-    """Runs a parallel BoxEvaluator inside a DataLoader worker, a daemonic process that may not fork."""
-
-    def __init__(self, maps, boxes):
-        self.maps, self.boxes = maps, boxes
-
-    def __len__(self):
-        return 1
-
-    def __getitem__(self, index):
-        evaluator = BoxEvaluator(cam_curve_interval=0.01, num_workers=2)
-        evaluator.add(self.maps, self.boxes)
-        return evaluator.state()
-
-
-def test_box_evaluator_works_inside_a_dataloader_worker():
-    maps, boxes, _, _ = random_set(seed=17, num=4)
-    loader = torch.utils.data.DataLoader(_EvaluatedInWorker(maps, boxes), num_workers=1, batch_size=None)
-    state = next(iter(loader))
-    here = BoxEvaluator(cam_curve_interval=0.01, num_workers=1)
-    here.add(maps, boxes)
-    assert all(np.array_equal(np.asarray(state[k]), v) for k, v in here.state().items())
+def test_precomputed_hits_and_histograms_add_like_add():
+    maps, boxes, top1, top5 = random_set(seed=19, num=8)
+    direct, precomputed = BoxEvaluator(cam_curve_interval=0.01), BoxEvaluator(cam_curve_interval=0.01)
+    direct.add(maps, boxes, top1, top5)
+    for part in (slice(0, 3), slice(3, 8)):  # per-image results computed elsewhere, added in any grouping
+        hits = box_hits(maps[part], boxes[part], precomputed.thresholds, precomputed.iou_thresholds)
+        precomputed.add_hits(hits, top1[part], top5[part])
+    assert_same_box_metrics(precomputed.compute(), direct.compute())
+    with pytest.raises(ValueError, match="hits"):
+        precomputed.add_hits(np.zeros((2, 3, 7), bool))
+    gts, ignores = maps > 0.4, maps < 0.05
+    whole, parts = MaskEvaluator(cam_curve_interval=0.01), MaskEvaluator(cam_curve_interval=0.01)
+    whole.add(maps, gts, ignores)
+    for i in range(len(maps)):
+        parts.add_histograms(pixel_histograms(maps[i : i + 1], gts[i : i + 1], ignores[i : i + 1], parts.edges))
+    assert all(np.array_equal(whole.state()[k], v) for k, v in parts.state().items())
+    with pytest.raises(ValueError, match="histograms"):
+        parts.add_histograms(np.zeros((1, 2, 5), np.int64))
 
 
 def test_v2_is_the_mean_of_maxima_each_at_its_own_threshold():
@@ -384,6 +406,35 @@ def test_top_k_localization_uses_the_v1_best_threshold():
     nothing = BoxEvaluator(cam_curve_interval=0.01)
     nothing.add(maps, boxes, ~everything, ~everything)
     assert nothing.compute()["top1_loc"] == 0.0
+
+
+def test_top_k_localization_under_both_rules():
+    """Hand-built: the MaxBoxAcc-best threshold is not where the correctly classified images hit."""
+    levels = np.zeros((3, 20, 20))
+    levels[:, 2:18, 2:18] = 100  # a wide plateau (the GT of images 0, 1) ...
+    levels[:, 8:12, 8:12] = 250  # ... with a small peak (the GT of image 2)
+    maps = from_levels(levels)
+    boxes = [np.array([[2, 2, 18, 18]]), np.array([[2, 2, 18, 18]]), np.array([[8, 8, 12, 12]])]
+    top1 = np.array([False, False, True])  # only the image whose GT is the peak is classified right
+    top5 = np.array([False, True, True])
+    evaluator = BoxEvaluator(cam_curve_interval=0.2)  # thresholds 0, .2 give the plateau's box, .4 to .8 the peak's
+    evaluator.add(maps, boxes, top1, top5)
+    result = evaluator.compute()
+    assert result["best_threshold"] == 0.0 and result["MaxBoxAcc"] == pytest.approx(200 / 3)
+    # At the MaxBoxAcc threshold the right-class image misses; from 0.4 on it hits.
+    assert result["top1_loc"] == 0.0 and result["top1_loc_maxcurve"] == pytest.approx(100 / 3)
+    assert result["top5_loc"] == pytest.approx(100 / 3) == result["top5_loc_maxcurve"]
+    assert_same_box_metrics(result, reference.box_accuracy(maps, boxes, top1, top5, cam_curve_interval=0.2))
+
+
+def test_top_k_maxcurve_is_never_below_the_selected_threshold_rule():
+    for seed in range(4):
+        maps, boxes, top1, top5 = random_set(seed=30 + seed, num=12)
+        evaluator = BoxEvaluator(cam_curve_interval=0.01)
+        evaluator.add(maps, boxes, top1, top5)
+        result = evaluator.compute()
+        assert result["top1_loc"] <= result["top1_loc_maxcurve"] <= result["top5_loc_maxcurve"]
+        assert result["top5_loc"] <= result["top5_loc_maxcurve"]
 
 
 def test_box_state_of_two_halves_adds_up():
@@ -462,6 +513,25 @@ def test_pxap_equals_reference_and_merges():
     assert result["num_images"] == 12 and len(result["curves"]["precision"]) == len(result["curves"]["thresholds"])
 
 
+@pytest.mark.parametrize("interval", [0.001, 0.01, 0.003, 0.05, 0.3, 0.7])
+def test_pixel_histograms_equal_numpy_histograms(interval):
+    rng = np.random.default_rng(int(interval * 1000))
+    edges = np.append(np.arange(0, 1, interval), [1.0, 2.0, 3.0])
+    thresholds = edges[:-3]
+    # Scores on and next to every edge, 0 and 1, and random ones.
+    on_edges = np.concatenate([thresholds, np.nextafter(thresholds, 0)[1:], np.nextafter(thresholds, 1), [0, 1]])
+    scores = np.concatenate([on_edges, rng.random(4096 - len(on_edges) % 4096)])
+    scores = scores[: len(scores) // 64 * 64].reshape(-1, 8, 8)
+    gts, ignores = rng.random(scores.shape) < 0.3, rng.random(scores.shape) < 0.2
+    got = pixel_histograms(scores, gts, ignores, edges)
+    for score, gt, ignore, hist in zip(scores, gts, ignores, got):
+        assert np.array_equal(hist[0], np.histogram(score[gt], bins=edges)[0])
+        assert np.array_equal(hist[1], np.histogram(score[~gt & ~ignore], bins=edges)[0])
+    evaluator = MaskEvaluator(cam_curve_interval=interval)
+    evaluator.add(scores, gts, ignores)
+    assert evaluator.compute()["PxAP"] == reference.pixel_ap(scores, gts, ignores, cam_curve_interval=interval)
+
+
 def test_pxap_without_foreground_is_an_error():
     evaluator = MaskEvaluator()
     evaluator.add(*pixels([], [0.6, 0.1]))
@@ -495,24 +565,6 @@ def test_resize_scoremap():
     assert np.array_equal(bilinear, expected[:, 0].numpy())
     with pytest.raises(ValueError, match="interpolation"):
         resize_scoremap(cams, 28, interpolation="nearest")
-
-
-@pytest.mark.parametrize(
-    "scoremap, message",
-    [
-        (np.full((4, 4), np.nan), "NaN"),
-        (np.full((4, 4), np.inf), "NaN or inf"),
-        (np.zeros((1, 4, 4)), "2-D"),
-        (np.zeros((4, 5)), "4x4"),
-        (np.full((4, 4), 1.5), r"\[0, 1\]"),
-        (np.full((4, 4), -0.1), r"\[0, 1\]"),
-    ],
-)
-def test_check_scoremap_names_the_map(scoremap, message):
-    with pytest.raises(FcamError, match=message) as info:
-        check_scoremap(scoremap, 4, "maps/a/b.npy")
-    assert "maps/a/b.npy" in str(info.value)
-    check_scoremap(np.zeros((4, 4)), (4, 4), "ok.npy")
 
 
 def test_topk_correct():

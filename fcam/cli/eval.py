@@ -12,17 +12,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from fcam.cams import CAM_METHODS
 from fcam.cli.common import run_cli
 from fcam.config import load_config
 from fcam.data import DATASETS, load_metadata
-from fcam.engine.distributed import cleanup_distributed, setup_distributed
-from fcam.engine.eval_run import evaluate_methods
-from fcam.engine.report import format_table, write_report
-from fcam.engine.saved_maps import evaluate_saved_maps
-from fcam.engine.tasks import load_classifier, load_fcam
 from fcam.errors import FcamError
 
 METHODS = (*CAM_METHODS, "fcam")
@@ -42,7 +35,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     saved.add_argument("--dataset", help=f"one of {', '.join(DATASETS)}")
     saved.add_argument("--eval-size", type=int, default=224, help="size at which maps are scored (default 224)")
     saved.add_argument("--normalize", action="store_true", help="min-max normalize maps that are outside [0,1]")
-    saved.add_argument("--num-workers", type=int, default=2, help="loader processes reading the maps")
+    saved.add_argument("--num-workers", type=int, default=-1,
+                       help="processes reading and scoring the maps (default -1: one per CPU of this process; "
+                            "0 or 1: in this process)")
     model = parser.add_argument_group("trained models")
     model.add_argument("--config", help="YAML config (default: the one saved in the checkpoint)")
     model.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
@@ -56,6 +51,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def eval_saved(args: argparse.Namespace) -> int:
+    from fcam.engine.report import format_table, write_report
+    from fcam.engine.saved_maps import evaluate_saved_maps  # no torch on this path
+
     for flag in ("metadata_root", "dataset"):
         if getattr(args, flag) is None:
             raise FcamError(f"--scoremap-root needs --{flag.replace('_', '-')}")
@@ -69,6 +67,12 @@ def eval_saved(args: argparse.Namespace) -> int:
 
 
 def eval_models(args: argparse.Namespace) -> int:
+    import torch
+
+    from fcam.engine.distributed import cleanup_distributed, setup_distributed
+    from fcam.engine.eval_run import evaluate_methods
+    from fcam.engine.tasks import load_classifier, load_fcam
+
     if not args.checkpoint and not args.decoder:
         raise FcamError("pass --scoremap-root (saved maps) or --checkpoint / --decoder (trained models)")
     methods = args.method or (["fcam"] if args.decoder else ["cam"])

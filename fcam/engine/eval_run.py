@@ -17,6 +17,7 @@ from fcam.engine.distributed import DistContext
 from fcam.engine.evaluation import MapFn, cam_map_fn, evaluate_localization, fcam_map_fn
 from fcam.engine.loaders import eval_loader
 from fcam.engine.report import format_table, write_report
+from fcam.engine.scoring import ScoringPool, resolve_num_workers
 from fcam.errors import FcamError
 from fcam.metrics.reference import boxes_at_threshold
 from fcam.models import FCAMModel, WSOLClassifier
@@ -115,20 +116,23 @@ def evaluate_methods(cfg: Config, ctx: DistContext, metadata: Metadata, methods:
     results: dict[str, dict] = {}
     curves: dict[str, dict] = {}
     values: dict[str, np.ndarray] = {}
-    for method in methods:
-        method_dir = out_dir / method if len(methods) > 1 else out_dir
-        collector = MapCollector(method_dir / "scoremaps" if save_scoremaps else None,
-                                 example_indices if ctx.is_main else set())
-        metrics = evaluate_localization(map_function(method, cfg, ctx, classifier, fcam_model), loader, metadata,
-                                        ctx, cfg.data.eval_size, cfg.eval.cam_curve_interval,
-                                        on_batch=collector, desc=method)
-        if not ctx.is_main:
-            continue
-        results[method] = write_report(metrics, method_dir, title=f"{method} on {metadata.dataset} {metadata.split}")
-        curves[method] = metrics["curves"]
-        values[method] = np.concatenate(collector.values) if collector.values else np.zeros(1)
-        if visualize:
-            _example_figures(collector, metrics, metadata, cfg.data.eval_size, method_dir, method)
+    # One pool of scoring workers for every method of the run.
+    with ScoringPool(resolve_num_workers(cfg.eval.num_workers, ctx.local_world_size)) as pool:
+        for method in methods:
+            method_dir = out_dir / method if len(methods) > 1 else out_dir
+            collector = MapCollector(method_dir / "scoremaps" if save_scoremaps else None,
+                                     example_indices if ctx.is_main else set())
+            metrics = evaluate_localization(map_function(method, cfg, ctx, classifier, fcam_model), loader,
+                                            metadata, ctx, cfg.data.eval_size, cfg.eval.cam_curve_interval,
+                                            on_batch=collector, desc=method, pool=pool)
+            if not ctx.is_main:
+                continue
+            results[method] = write_report(metrics, method_dir,
+                                           title=f"{method} on {metadata.dataset} {metadata.split}")
+            curves[method] = metrics["curves"]
+            values[method] = np.concatenate(collector.values) if collector.values else np.zeros(1)
+            if visualize:
+                _example_figures(collector, metrics, metadata, cfg.data.eval_size, method_dir, method)
     if ctx.is_main and len(methods) > 1:
         if metadata.kind == "box":
             plot_threshold_sensitivity(curves, out_dir / "threshold_sensitivity.png", key="v1_iou50")

@@ -7,6 +7,7 @@ the additive counts over ranks and returns the metrics, equal to those of a one-
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -18,7 +19,11 @@ from tqdm import tqdm
 from fcam.cams import compute_cams
 from fcam.data import Metadata
 from fcam.engine.distributed import DistContext, all_reduce_arrays
-from fcam.metrics import BoxEvaluator, MaskEvaluator, normalize_scoremap, resize_scoremap, topk_correct
+from fcam.engine.report import scalar_metrics  # noqa: F401  (re-exported: the trainer logs with it)
+from fcam.engine.scoring import AUTO, ScoringPool, resolve_num_workers
+from fcam.metrics import (BoxEvaluator, MaskEvaluator, box_hits_from_levels, gray_levels, normalize_scoremap,
+                          pixel_histograms, resize_scoremap, topk_correct)
+from fcam.metrics.scoremap import check_score_range
 from fcam.models import FCAMModel, WSOLClassifier
 
 MapFn = Callable[[dict], tuple[np.ndarray, torch.Tensor]]
@@ -56,11 +61,6 @@ def fcam_map_fn(model: FCAMModel, eval_size: int, device: torch.device) -> MapFn
     return fn
 
 
-def scalar_metrics(metrics: dict) -> dict:
-    """The JSON-able scalars of an evaluator's result (curves and arrays left out)."""
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
 def make_evaluator(metadata: Metadata, cam_curve_interval: float) -> BoxEvaluator | MaskEvaluator:
     if metadata.kind == "mask":
         return MaskEvaluator(cam_curve_interval=cam_curve_interval)
@@ -70,12 +70,22 @@ def make_evaluator(metadata: Metadata, cam_curve_interval: float) -> BoxEvaluato
 def evaluate_localization(map_fn: MapFn, loader: DataLoader, metadata: Metadata, ctx: DistContext,
                           eval_size: int, cam_curve_interval: float = 0.001,
                           on_batch: Callable[[dict, np.ndarray], None] | None = None,
-                          desc: str = "eval") -> dict:
+                          desc: str = "eval", num_workers: int = AUTO, pool: ScoringPool | None = None) -> dict:
     """Score every image of ``loader`` (each rank its shard) and return the gathered metrics.
 
     ``on_batch(batch, maps)`` sees every batch's maps (saving them, figures) without holding
-    them all. Metrics are percentages; ``cls_acc``, ``top1_loc`` and ``top5_loc`` are added.
+    them all. Metrics are percentages; ``cls_acc``, ``top1_loc``, ``top5_loc`` and their
+    ``*_maxcurve`` variants are added.
+
+    The per-image scoring runs in ``pool`` if given (e.g. one pool for several methods), else in
+    a pool of ``num_workers`` processes created for this call (:data:`AUTO`: this process's CPUs
+    divided among the local ranks; 0 or 1: in this process), while the next batch's maps are
+    computed.
     """
+    if pool is None:
+        with ScoringPool(resolve_num_workers(num_workers, ctx.local_world_size)) as own_pool:
+            return evaluate_localization(map_fn, loader, metadata, ctx, eval_size, cam_curve_interval, on_batch,
+                                         desc, pool=own_pool)
     evaluator = make_evaluator(metadata, cam_curve_interval)
     gt_boxes = metadata.gt_boxes(eval_size) if metadata.kind == "box" else None
     cls_hits = np.zeros(1, dtype=np.float64)
@@ -85,11 +95,16 @@ def evaluate_localization(map_fn: MapFn, loader: DataLoader, metadata: Metadata,
         cls_hits += correct[1].sum()
         if gt_boxes is not None:
             boxes = [gt_boxes[i] for i in batch["index"].tolist()]
-            evaluator.add(maps, boxes, top1_correct=correct[1], top5_correct=correct[5])
+            # Box metrics only see the uint8 levels: 1/8 of the bytes to send to a worker.
+            levels = gray_levels(_checked_range(maps))
+            pool.submit(partial(evaluator.add_hits, top1_correct=correct[1], top5_correct=correct[5]),
+                        box_hits_from_levels, levels, boxes, evaluator.thresholds, evaluator.iou_thresholds)
         else:
-            evaluator.add(maps, batch["gt_mask"].numpy(), batch["ignore_mask"].numpy())
+            pool.submit(evaluator.add_histograms, pixel_histograms, maps, batch["gt_mask"].numpy(),
+                        batch["ignore_mask"].numpy(), evaluator.edges)
         if on_batch is not None:
             on_batch(batch, maps)
+    pool.drain()
     state = evaluator.state()
     state["_cls_hits"] = cls_hits
     state = all_reduce_arrays(state, ctx)
@@ -98,3 +113,9 @@ def evaluate_localization(map_fn: MapFn, loader: DataLoader, metadata: Metadata,
     metrics = evaluator.compute()
     metrics["cls_acc"] = 100.0 * float(cls_hits[0]) / max(len(metadata.image_ids), 1)
     return metrics
+
+
+def _checked_range(maps: np.ndarray) -> np.ndarray:
+    maps = np.asarray(maps, dtype=np.float64)
+    check_score_range(maps)
+    return maps

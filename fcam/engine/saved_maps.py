@@ -1,20 +1,25 @@
 """Scoring score maps saved by any tool as ``<scoremap_root>/<image_id>.npy`` (wsolevaluation's
-convention), streamed through a DataLoader so memory stays flat whatever the number of maps."""
+convention).
+
+Parallel scoring lives with the data: each worker of a :class:`ScoringPool` reads a chunk of
+maps (and, for PxAP, the images' mask PNGs), computes the per-image hits or histograms and
+sends only those back, so the main process just adds them and memory stays flat whatever the
+number of maps. Neither the workers nor this module need torch.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from fcam.data import Metadata
-from fcam.engine.evaluation import make_evaluator
-from fcam.engine.loaders import mask_targets
+from fcam.data import Metadata, load_gt_mask
+from fcam.engine.scoring import AUTO, ScoringPool, resolve_num_workers
 from fcam.errors import FcamError
-from fcam.metrics import normalize_scoremap, resize_scoremap
+from fcam.metrics import BoxEvaluator, MaskEvaluator, box_hits_from_levels, gray_levels, pixel_histograms
+from fcam.metrics.scoremap import normalize_scoremap, resize_scoremap
 
 
 def prepare_saved_map(scoremap: np.ndarray, eval_size: int, normalize: bool, name: str) -> np.ndarray:
@@ -39,24 +44,16 @@ def prepare_saved_map(scoremap: np.ndarray, eval_size: int, normalize: bool, nam
     return scoremap
 
 
-class SavedMaps(Dataset):
-    """Items: the prepared map, the image's index and, on mask data, its GT and ignore masks."""
+@dataclass(frozen=True)
+class SavedMaps:
+    """Where the maps are and how to prepare them; small, so it travels to the workers with each chunk."""
 
-    def __init__(self, scoremap_root: str | Path, metadata: Metadata, mask_root: str | Path | None,
-                 eval_size: int, normalize: bool) -> None:
-        self.root = Path(scoremap_root)
-        if not self.root.is_dir():
-            raise FcamError(f"--scoremap-root: no such directory: {self.root}")
-        if metadata.kind == "mask" and mask_root is None:
-            raise FcamError(f"{metadata.dataset} has mask annotations: pass --mask-root")
-        self.metadata, self.mask_root = metadata, mask_root
-        self.eval_size, self.normalize = eval_size, normalize
+    root: Path
+    eval_size: int
+    normalize: bool
 
-    def __len__(self) -> int:
-        return len(self.metadata.image_ids)
-
-    def __getitem__(self, index: int) -> dict:
-        image_id = self.metadata.image_ids[index]
+    def load(self, image_id: str) -> np.ndarray:
+        """The prepared (eval_size, eval_size) float64 map of ``image_id``."""
         path = self.root / f"{image_id}.npy"
         if not path.is_file():
             raise FcamError(f"no score map for image '{image_id}': {path} is missing")
@@ -64,23 +61,64 @@ class SavedMaps(Dataset):
             scoremap = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise FcamError(f"{path}: not a readable .npy score map ({exc})") from None
-        scoremap = prepare_saved_map(scoremap, self.eval_size, self.normalize, str(path))
-        return {"map": torch.from_numpy(scoremap), "index": index,
-                **mask_targets(self.metadata, image_id, self.mask_root, self.eval_size)}
+        return prepare_saved_map(scoremap, self.eval_size, self.normalize, str(path))
+
+
+def score_saved_boxes(maps: SavedMaps, image_ids: list[str], gt_boxes: list[np.ndarray], thresholds: np.ndarray,
+                      iou_thresholds: tuple[int, ...]) -> np.ndarray:
+    """Per-image box hits (:func:`fcam.metrics.box_hits`) of a chunk of saved maps; runs in a worker."""
+    levels = np.stack([gray_levels(maps.load(image_id)) for image_id in image_ids])
+    return box_hits_from_levels(levels, gt_boxes, thresholds, iou_thresholds)
+
+
+def score_saved_masks(maps: SavedMaps, image_ids: list[str], masks: list[tuple[list[str], str | None]],
+                      mask_root: str | Path, edges: np.ndarray) -> np.ndarray:
+    """Per-image PxAP histograms (:func:`fcam.metrics.pixel_histograms`) of a chunk of saved maps,
+    the masks read from ``mask_root``; runs in a worker."""
+    histograms = []
+    for image_id, (paths, ignore_path) in zip(image_ids, masks):
+        scoremap = maps.load(image_id)
+        foreground, ignore = load_gt_mask(mask_root, paths, ignore_path, maps.eval_size)
+        histograms.append(pixel_histograms(scoremap[None], foreground[None], ignore[None], edges)[0])
+    return np.stack(histograms)
 
 
 def evaluate_saved_maps(scoremap_root: str | Path, metadata: Metadata, mask_root: str | Path | None = None,
                         eval_size: int = 224, cam_curve_interval: float = 0.001, normalize: bool = False,
-                        batch_size: int = 32, num_workers: int = 0, progress: bool = True) -> dict:
-    """MaxBoxAcc/MaxBoxAccV2 (box data) or PxAP (mask data) of the saved maps, in percent."""
-    dataset = SavedMaps(scoremap_root, metadata, mask_root, eval_size, normalize)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
-    evaluator = make_evaluator(metadata, cam_curve_interval)
-    gt_boxes = metadata.gt_boxes(eval_size) if metadata.kind == "box" else None
-    for batch in tqdm(loader, desc="evaluate", disable=None if progress else True, dynamic_ncols=True):
-        maps = batch["map"].numpy()
-        if gt_boxes is not None:
-            evaluator.add(maps, [gt_boxes[i] for i in batch["index"].tolist()])
+                        batch_size: int = 32, num_workers: int = AUTO, progress: bool = True) -> dict:
+    """MaxBoxAcc/MaxBoxAccV2 (box data) or PxAP (mask data) of the saved maps, in percent.
+
+    ``batch_size`` maps make one job of a worker; ``num_workers`` processes score them
+    (:data:`AUTO`: one per CPU of this process; 0 or 1: in this process).
+    """
+    maps = SavedMaps(Path(scoremap_root), eval_size, normalize)
+    if not maps.root.is_dir():
+        raise FcamError(f"--scoremap-root: no such directory: {maps.root}")
+    if metadata.kind == "mask" and mask_root is None:
+        raise FcamError(f"{metadata.dataset} has mask annotations: pass --mask-root")
+    ids = metadata.image_ids
+    chunks = [slice(start, start + batch_size) for start in range(0, len(ids), batch_size)]
+    bar = tqdm(total=len(ids), desc="evaluate", disable=None if progress else True, dynamic_ncols=True)
+    with ScoringPool(resolve_num_workers(num_workers)) as pool:
+        if metadata.kind == "box":
+            evaluator = BoxEvaluator(cam_curve_interval=cam_curve_interval)
+            gt_boxes = metadata.gt_boxes(eval_size)
+            for chunk in chunks:
+                pool.submit(_adder(evaluator.add_hits, bar), score_saved_boxes, maps, ids[chunk], gt_boxes[chunk],
+                            evaluator.thresholds, evaluator.iou_thresholds)
         else:
-            evaluator.add(maps, batch["gt_mask"].numpy(), batch["ignore_mask"].numpy())
+            evaluator = MaskEvaluator(cam_curve_interval=cam_curve_interval)
+            for chunk in chunks:
+                masks = [metadata.masks[image_id] for image_id in ids[chunk]]
+                pool.submit(_adder(evaluator.add_histograms, bar), score_saved_masks, maps, ids[chunk], masks,
+                            mask_root, evaluator.edges)
+    bar.close()
     return evaluator.compute()
+
+
+def _adder(add, bar: tqdm):
+    def on_result(per_image: np.ndarray) -> None:
+        add(per_image)
+        bar.update(len(per_image))
+
+    return on_result

@@ -72,7 +72,8 @@ class ClassifierTask:
         fn = cam_map_fn(self.model, self.cfg.cam.method, self.cfg.data.eval_size, self.cfg.cam.interpolation,
                         self.ctx.device)
         return evaluate_localization(fn, self.val_loader, self.val_meta, self.ctx, self.cfg.data.eval_size,
-                                     self.cfg.eval.cam_curve_interval, desc="validate")
+                                     self.cfg.eval.cam_curve_interval, desc="validate",
+                                     num_workers=self.cfg.eval.num_workers)
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -161,7 +162,8 @@ class DecoderTask:
         self.model.eval()
         fn = fcam_map_fn(self.model, self.cfg.data.eval_size, self.ctx.device)
         return evaluate_localization(fn, self.val_loader, self.val_meta, self.ctx, self.cfg.data.eval_size,
-                                     self.cfg.eval.cam_curve_interval, desc="validate")
+                                     self.cfg.eval.cam_curve_interval, desc="validate",
+                                     num_workers=self.cfg.eval.num_workers)
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),

@@ -1,22 +1,21 @@
 """MaxBoxAcc (V1), MaxBoxAccV2 and top-1/5 localization, accumulated batch by batch.
 
-Per image only per-threshold hit counts are kept, so memory does not grow with the data set
-and the state of several processes adds up to the state of one (all-reduce by sum).
+Per image only per-threshold hits are kept, so memory does not grow with the data set and the
+state of several processes adds up to the state of one (all-reduce by sum). The evaluator is a
+plain accumulator: it creates no process or thread. Whoever holds the data may compute the
+per-image hits elsewhere with the pure function :func:`box_hits` (or
+:func:`box_hits_from_levels`) and hand them to :meth:`BoxEvaluator.add_hits`.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from functools import partial
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from fcam.errors import FcamError
 from fcam.metrics.counts import checked_counts
-from fcam.metrics.scoremap import check_score_range, score_thresholds
+from fcam.metrics.scoremap import check_score_range, gray_levels, score_thresholds
 from fcam.metrics.threshold_boxes import max_ious_per_threshold
 
 V1_IOU = 50  # MaxBoxAcc and top-1/5 localization use IoU >= 0.5
@@ -25,22 +24,24 @@ V1_IOU = 50  # MaxBoxAcc and top-1/5 localization use IoU >= 0.5
 class BoxEvaluator:
     """Streaming box metrics over score maps already in the boxes' space (e.g. 224x224, in [0, 1]).
 
-    Images of a batch are scored by ``num_workers`` processes (default: one per CPU): the caller
-    and ``num_workers - 1`` helpers forked for each :meth:`add` and gone when it returns (threads
-    where forking is unavailable or not allowed, e.g. inside a DataLoader worker). Only
-    per-threshold hits come back from each image, so IoUs below the smallest IoU threshold are
-    never needed exactly and the contour search may skip contours that cannot reach them.
+    Top-1/top-5 localization (an image counts when its class is right, resp. among the top 5,
+    and its MaxBoxAcc box has IoU >= 0.5) is reported under two rules:
+
+    - ``top1_loc`` / ``top5_loc``: read at the score threshold that maximizes MaxBoxAcc;
+    - ``top1_loc_maxcurve`` / ``top5_loc_maxcurve``: the maximum over score thresholds of the
+      top-1 (top-5) localization curve itself, each at its own best threshold. This is the rule of
+      the F-CAM authors' code, hence of the numbers in the F-CAM paper (Belharbi et al., WACV
+      2022); it is never below the first rule.
     """
 
-    def __init__(
-        self,
-        cam_curve_interval: float = 0.001,
-        iou_thresholds: Sequence[int] = (30, 50, 70),
-        num_workers: int | None = None,
-    ) -> None:
+    def __init__(self, cam_curve_interval: float = 0.001, iou_thresholds: Sequence[int] = (30, 50, 70)) -> None:
+        """
+        Args:
+            cam_curve_interval: step between score thresholds (0.001 gives 1000 thresholds).
+            iou_thresholds: IoU thresholds of MaxBoxAccV2, in percent.
+        """
         self.thresholds = score_thresholds(cam_curve_interval)
         self.iou_thresholds = tuple(int(t) for t in iou_thresholds)
-        self.num_workers = num_workers or os.cpu_count() or 1
         self._state = self._empty_state()
 
     def _empty_state(self) -> dict[str, np.ndarray]:
@@ -57,46 +58,75 @@ class BoxEvaluator:
         top1_correct: np.ndarray | None = None,
         top5_correct: np.ndarray | None = None,
     ) -> None:
-        """Score a batch of maps (B, H, W), used as they are, against per-image GT boxes (n_i, 4).
+        """Score a batch of maps in this process.
 
-        Maps are taken in float64, as the reference casts them, before the uint8 conversion.
+        Args:
+            scoremaps: (B, H, W) maps in [0, 1], used as they are (taken in float64, as the reference).
+            gt_boxes: B arrays (n_i, 4) of inclusive x0, y0, x1, y1 boxes in the maps' space.
+            top1_correct: optional (B,) bool, whether each image's top-1 class is right.
+            top5_correct: optional (B,) bool, whether each image's label is among its top 5.
+
+        Raises:
+            FcamError: maps outside [0, 1] or not finite, an image without a box, malformed boxes.
         """
-        scoremaps = np.asarray(scoremaps, dtype=np.float64)
-        if scoremaps.ndim != 3 or len(gt_boxes) != len(scoremaps):
-            raise ValueError(f"expected maps (B, H, W) and B box arrays, got {scoremaps.shape} and {len(gt_boxes)}")
+        self.add_hits(box_hits(scoremaps, gt_boxes, self.thresholds, self.iou_thresholds), top1_correct, top5_correct)
+
+    def add_hits(
+        self, hits: np.ndarray, top1_correct: np.ndarray | None = None, top5_correct: np.ndarray | None = None
+    ) -> None:
+        """Add per-image hits computed by :func:`box_hits` with this evaluator's thresholds.
+
+        Args:
+            hits: bool (B, 1 + len(iou_thresholds), len(thresholds)).
+            top1_correct: optional (B,) bool, as in :meth:`add`.
+            top5_correct: optional (B,) bool, as in :meth:`add`.
+        """
+        hits = np.asarray(hits, dtype=bool)
+        expected = (1 + len(self.iou_thresholds), len(self.thresholds))
+        if hits.ndim != 3 or hits.shape[1:] != expected:
+            raise ValueError(f"expected hits (B, {expected[0]}, {expected[1]}), got {hits.shape}")
         if (top1_correct is None) != (top5_correct is None):
             raise ValueError("give both top1_correct and top5_correct, or neither")
-        check_score_range(scoremaps)
-        boxes = [_checked_boxes(b) for b in gt_boxes]
-        if not boxes:
-            return
-        score = partial(image_hits, thresholds=self.thresholds, iou_thresholds=self.iou_thresholds)
-        workers = min(self.num_workers, len(boxes))
-        if workers <= 1:
-            hits = _score_chunk(score, scoremaps, boxes)
-        else:
-            hits = _score_in_parallel(score, scoremaps, boxes, workers)
         v1_hits = hits[:, 0]
         state = self._state
-        state["num_images"] += len(scoremaps)
+        state["num_images"] += len(hits)
         state["v1_iou50"] += v1_hits.sum(axis=0)
         for i, t in enumerate(self.iou_thresholds, start=1):
             state[f"v2_iou{t}"] += hits[:, i].sum(axis=0)
         if top1_correct is not None:
-            state["num_classified"] += len(scoremaps)
-            state["top1_loc"] += (v1_hits & np.asarray(top1_correct, bool)[:, None]).sum(axis=0)
-            state["top5_loc"] += (v1_hits & np.asarray(top5_correct, bool)[:, None]).sum(axis=0)
+            top1, top5 = (np.asarray(c, dtype=bool).reshape(-1) for c in (top1_correct, top5_correct))
+            if len(top1) != len(hits) or len(top5) != len(hits):
+                raise ValueError(f"class correctness for {len(top1)}/{len(top5)} images, hits for {len(hits)}")
+            state["num_classified"] += len(hits)
+            state["top1_loc"] += (v1_hits & top1[:, None]).sum(axis=0)
+            state["top5_loc"] += (v1_hits & top5[:, None]).sum(axis=0)
 
     def state(self) -> dict[str, np.ndarray]:
-        """Copies of the counts; every entry is additive over disjoint sets of images."""
+        """Copies of the counts.
+
+        Returns:
+            int64 arrays by name; every entry is additive over disjoint sets of images.
+        """
         return {key: value.copy() for key, value in self._state.items()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        """Replace the counts, e.g. by the sum of the states of all ranks."""
+        """Replace the counts, e.g. by the sum of the states of all ranks.
+
+        Args:
+            state: arrays with the keys and shapes that :meth:`state` returns.
+        """
         self._state = checked_counts(state, self._empty_state())
 
     def compute(self) -> dict:
-        """Metrics in percent; each accuracy is the best over score thresholds, V2 the mean over IoUs."""
+        """The metrics of every image added so far.
+
+        Returns:
+            ``MaxBoxAcc``, ``MaxBoxAccV2`` (mean over the IoU thresholds of each one's best
+            accuracy), ``MaxBoxAccV2_IoU{t}``, ``best_threshold`` (the MaxBoxAcc one),
+            ``num_images``, ``curves`` (per-threshold accuracies) and, when class correctness
+            was given, ``top1_loc``, ``top5_loc``, ``top1_loc_maxcurve``, ``top5_loc_maxcurve``
+            (see the class docstring). Accuracies are percentages.
+        """
         state = self._state
         num_images = int(state["num_images"])
         if num_images == 0:
@@ -120,48 +150,53 @@ class BoxEvaluator:
         if num_classified not in (0, num_images):
             raise ValueError(f"class correctness was given for {num_classified} of {num_images} images")
         if num_classified:
-            result["top1_loc"] = float(state["top1_loc"][best] * 100.0 / num_images)
-            result["top5_loc"] = float(state["top5_loc"][best] * 100.0 / num_images)
+            for key in ("top1_loc", "top5_loc"):
+                curve = state[key] * 100.0 / num_images
+                result[key] = float(curve[best])
+                result[f"{key}_maxcurve"] = float(curve.max())
         return result
 
 
-def image_hits(
-    scoremap: np.ndarray, gt_boxes: np.ndarray, thresholds: np.ndarray, iou_thresholds: Sequence[int]
+def box_hits(
+    scoremaps: np.ndarray, gt_boxes: Sequence[np.ndarray], thresholds: np.ndarray, iou_thresholds: Sequence[int]
 ) -> np.ndarray:
-    """Per score threshold, whether the image is correct for MaxBoxAcc (IoU 50), then for MaxBoxAccV2
-    at each of ``iou_thresholds``: bool (1 + len(iou_thresholds), len(thresholds)).
+    """Per image and score threshold, whether the image is correct for MaxBoxAcc, then for MaxBoxAccV2.
+
+    A pure function of its arguments, so it may run in any process.
+
+    Args:
+        scoremaps: (B, H, W) maps in [0, 1], used as they are.
+        gt_boxes: B arrays (n_i, 4) of inclusive boxes in the maps' space.
+        thresholds: the score thresholds (:attr:`BoxEvaluator.thresholds`).
+        iou_thresholds: MaxBoxAccV2's IoU thresholds in percent.
+
+    Returns:
+        bool (B, 1 + len(iou_thresholds), len(thresholds)): row 0 the IoU >= 0.5 hits of the
+        largest contour's box, row 1 + i those of the best box at ``iou_thresholds[i]``.
     """
+    scoremaps = np.asarray(scoremaps, dtype=np.float64)
+    if scoremaps.ndim != 3:
+        raise ValueError(f"expected maps (B, H, W), got shape {scoremaps.shape}")
+    check_score_range(scoremaps)
+    return box_hits_from_levels(gray_levels(scoremaps), gt_boxes, thresholds, iou_thresholds)
+
+
+def box_hits_from_levels(
+    levels: np.ndarray, gt_boxes: Sequence[np.ndarray], thresholds: np.ndarray, iou_thresholds: Sequence[int]
+) -> np.ndarray:
+    """:func:`box_hits` of maps already turned into uint8 levels by :func:`fcam.metrics.scoremap.gray_levels`."""
+    levels = np.asarray(levels)
+    if levels.ndim != 3 or levels.dtype != np.uint8 or len(gt_boxes) != len(levels):
+        raise ValueError(f"expected uint8 levels (B, H, W) and B box arrays, got {levels.dtype} {levels.shape} "
+                         f"and {len(gt_boxes)}")
     min_iou = min(V1_IOU, *iou_thresholds) / 100
-    largest_iou, best_iou = max_ious_per_threshold(scoremap, gt_boxes, thresholds, min_iou=min_iou)
-    return np.stack([largest_iou >= V1_IOU / 100, *(best_iou >= t / 100 for t in iou_thresholds)])
-
-
-def _score_chunk(score: Callable[..., np.ndarray], scoremaps: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
-    return np.stack([score(scoremap, gt) for scoremap, gt in zip(scoremaps, boxes)])
-
-
-def _score_in_parallel(
-    score: Callable[..., np.ndarray], scoremaps: np.ndarray, boxes: list[np.ndarray], workers: int
-) -> np.ndarray:
-    """``_score_chunk`` over a few chunks per worker, so that fast maps do not wait for slow ones.
-
-    The helpers take chunks from the front of the queue while the caller takes them from the back
-    (those not started yet), so the caller's core works too and one fewer process is forked.
-    """
-    num_chunks = min(len(boxes), 4 * workers)
-    bounds = np.linspace(0, len(boxes), num_chunks + 1).astype(int).tolist()
-    chunks = [(scoremaps[a:b], boxes[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-    with _helpers(workers - 1) as pool:
-        futures = [pool.submit(_score_chunk, score, *chunk) for chunk in chunks]
-        done_here = {i: _score_chunk(score, *chunks[i]) for i in reversed(range(num_chunks)) if futures[i].cancel()}
-        return np.concatenate([done_here[i] if i in done_here else futures[i].result() for i in range(num_chunks)])
-
-
-def _helpers(workers: int) -> Executor:
-    """Forked processes (true parallelism: the contour post-processing holds the GIL), else threads."""
-    if "fork" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon:
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-    return ThreadPoolExecutor(workers)
+    hits = np.empty((len(levels), 1 + len(iou_thresholds), len(thresholds)), dtype=bool)
+    for i, (gray, boxes) in enumerate(zip(levels, gt_boxes)):
+        largest_iou, best_iou = max_ious_per_threshold(gray, _checked_boxes(boxes), thresholds, min_iou=min_iou)
+        hits[i, 0] = largest_iou >= V1_IOU / 100
+        for j, t in enumerate(iou_thresholds, start=1):
+            hits[i, j] = best_iou >= t / 100
+    return hits
 
 
 def _checked_boxes(boxes: np.ndarray) -> np.ndarray:

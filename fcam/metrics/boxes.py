@@ -1,19 +1,8 @@
-"""Box geometry of the protocol: inclusive (x0, y0, x1, y1) pixel boxes, their rescaling and IoU."""
+"""Box geometry of the protocol: IoU of inclusive (x0, y0, x1, y1) pixel boxes."""
 
 from __future__ import annotations
 
 import numpy as np
-
-
-def scale_boxes(boxes: np.ndarray, width: int, height: int, size: int = 224) -> np.ndarray:
-    """Map boxes from a ``width`` x ``height`` image to the ``size`` x ``size`` evaluation space.
-
-    Each coordinate is ``int(x * size / width)`` with the product taken first, in float64, then
-    truncated, as the reference does; ``x * (size / width)`` would move a few boxes by a pixel.
-    """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    scale = np.array([width, height, width, height], dtype=np.float64)
-    return (boxes * float(size) / scale).astype(np.int64)
 
 
 def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def topk_correct(
     logits: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray | Sequence[int], ks: Sequence[int] = (1, 5)
 ) -> dict[int, np.ndarray]:
     """For each k, a bool array (B,): is the label among the k highest logits (k capped at the class count)."""
+    import torch  # only here: fcam.metrics imports without torch
+
     logits = torch.as_tensor(logits)
     labels = torch.as_tensor(labels, device=logits.device).reshape(-1, 1)
     if logits.ndim != 2 or labels.shape[0] != logits.shape[0]:

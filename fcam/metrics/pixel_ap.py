@@ -2,7 +2,9 @@
 
 The bin edges are the score thresholds followed by 1, 2 and 3, as in the reference, so the
 k-th operating point counts pixels with score >= its threshold. Histograms add up over
-batches and over processes.
+batches and over processes. The evaluator is a plain accumulator: it creates no process or
+thread; per-image histograms may be computed elsewhere with the pure function
+:func:`pixel_histograms` and handed to :meth:`MaskEvaluator.add_histograms`.
 """
 
 from __future__ import annotations
@@ -13,11 +15,17 @@ from fcam.errors import FcamError
 from fcam.metrics.counts import checked_counts
 from fcam.metrics.scoremap import check_score_range, score_thresholds
 
+FOREGROUND, BACKGROUND = 0, 1  # rows of a per-image histogram
+
 
 class MaskEvaluator:
     """Streaming PxAP over score maps in [0, 1] and boolean GT / ignore masks of the same shape."""
 
     def __init__(self, cam_curve_interval: float = 0.001) -> None:
+        """
+        Args:
+            cam_curve_interval: step between score thresholds (0.001 gives 1000 thresholds).
+        """
         self.edges = np.append(score_thresholds(cam_curve_interval), [1.0, 2.0, 3.0])
         self._state = self._empty_state()
 
@@ -30,30 +38,57 @@ class MaskEvaluator:
         }
 
     def add(self, scoremaps: np.ndarray, gt_masks: np.ndarray, ignore_masks: np.ndarray) -> None:
-        """Count the scores of foreground pixels and of background pixels that are not ignored."""
-        scoremaps = np.asarray(scoremaps, dtype=np.float64)
-        gt_masks = np.asarray(gt_masks, dtype=bool)
-        ignore_masks = np.asarray(ignore_masks, dtype=bool)
-        if scoremaps.ndim != 3 or gt_masks.shape != scoremaps.shape or ignore_masks.shape != scoremaps.shape:
-            raise ValueError(
-                f"maps, masks and ignore masks must share one (B, H, W) shape, got "
-                f"{scoremaps.shape}, {gt_masks.shape}, {ignore_masks.shape}"
-            )
-        check_score_range(scoremaps)
-        self._state["num_images"] += len(scoremaps)
-        self._state["fg_hist"] += np.histogram(scoremaps[gt_masks], bins=self.edges)[0]
-        self._state["bg_hist"] += np.histogram(scoremaps[~gt_masks & ~ignore_masks], bins=self.edges)[0]
+        """Count the scores of foreground pixels and of background pixels that are not ignored.
+
+        Args:
+            scoremaps: (B, H, W) maps in [0, 1].
+            gt_masks: (B, H, W) bool, the foreground.
+            ignore_masks: (B, H, W) bool; only background pixels are dropped by it.
+
+        Raises:
+            FcamError: maps outside [0, 1] or not finite.
+        """
+        self.add_histograms(pixel_histograms(scoremaps, gt_masks, ignore_masks, self.edges))
+
+    def add_histograms(self, histograms: np.ndarray) -> None:
+        """Add per-image histograms computed by :func:`pixel_histograms` with this evaluator's edges.
+
+        Args:
+            histograms: int (B, 2, len(edges) - 1): foreground then background counts per bin.
+        """
+        histograms = np.asarray(histograms)
+        if histograms.ndim != 3 or histograms.shape[1:] != (2, len(self.edges) - 1):
+            raise ValueError(f"expected histograms (B, 2, {len(self.edges) - 1}), got {histograms.shape}")
+        self._state["num_images"] += len(histograms)
+        self._state["fg_hist"] += histograms[:, FOREGROUND].sum(axis=0, dtype=np.int64)
+        self._state["bg_hist"] += histograms[:, BACKGROUND].sum(axis=0, dtype=np.int64)
 
     def state(self) -> dict[str, np.ndarray]:
-        """Copies of the histograms; every entry is additive over disjoint sets of images."""
+        """Copies of the histograms.
+
+        Returns:
+            int64 arrays by name; every entry is additive over disjoint sets of images.
+        """
         return {key: value.copy() for key, value in self._state.items()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        """Replace the histograms, e.g. by the sum of the states of all ranks."""
+        """Replace the histograms, e.g. by the sum of the states of all ranks.
+
+        Args:
+            state: arrays with the keys and shapes that :meth:`state` returns.
+        """
         self._state = checked_counts(state, self._empty_state())
 
     def compute(self) -> dict:
-        """PxAP in percent (right Riemann sum of precision over recall) and the curve it integrates."""
+        """PxAP of every image added so far.
+
+        Returns:
+            ``PxAP`` in percent (right Riemann sum of precision over recall), ``num_images`` and
+            ``curves`` (thresholds from the top, precision, recall).
+
+        Raises:
+            FcamError: no foreground pixel was seen.
+        """
         fg_hist = self._state["fg_hist"].astype(np.float64)
         bg_hist = self._state["bg_hist"].astype(np.float64)
         num_fg = fg_hist.sum()
@@ -72,3 +107,70 @@ class MaskEvaluator:
             "num_images": int(self._state["num_images"]),
             "curves": {"thresholds": self.edges[:-1][::-1].copy(), "precision": precision, "recall": recall},
         }
+
+
+def pixel_histograms(
+    scoremaps: np.ndarray, gt_masks: np.ndarray, ignore_masks: np.ndarray, edges: np.ndarray
+) -> np.ndarray:
+    """Per image, the histograms of its foreground scores and of its non-ignored background scores.
+
+    A pure function of its arguments, so it may run in any process. The counts equal
+    ``np.histogram(scores, bins=edges)`` (bin k holds ``edges[k] <= s < edges[k + 1]``).
+
+    Args:
+        scoremaps: (B, H, W) maps in [0, 1].
+        gt_masks: (B, H, W) bool foreground.
+        ignore_masks: (B, H, W) bool; ignored background pixels are not counted.
+        edges: increasing bin edges starting at 0 (:attr:`MaskEvaluator.edges`).
+
+    Returns:
+        int64 (B, 2, len(edges) - 1): foreground counts, then background counts.
+    """
+    scoremaps = np.asarray(scoremaps, dtype=np.float64)
+    gt_masks = np.asarray(gt_masks, dtype=bool)
+    ignore_masks = np.asarray(ignore_masks, dtype=bool)
+    if scoremaps.ndim != 3 or gt_masks.shape != scoremaps.shape or ignore_masks.shape != scoremaps.shape:
+        raise ValueError(
+            f"maps, masks and ignore masks must share one (B, H, W) shape, got "
+            f"{scoremaps.shape}, {gt_masks.shape}, {ignore_masks.shape}"
+        )
+    check_score_range(scoremaps)
+    num_bins = len(edges) - 1
+    num_images = len(scoremaps)
+    if num_images == 0:
+        return np.zeros((0, 2, num_bins), dtype=np.int64)
+    scores = scoremaps.reshape(num_images, -1)
+    bins = _bin_indices(scores, edges)
+    # Class of a pixel: 0 foreground, 1 counted background, 2 ignored background (dropped).
+    pixel_class = (~gt_masks).reshape(num_images, -1).astype(np.intp)
+    pixel_class += ignore_masks.reshape(num_images, -1) & ~gt_masks.reshape(num_images, -1)
+    slots = bins + num_bins * (pixel_class + 3 * np.arange(num_images)[:, None])
+    counts = np.bincount(slots.ravel(), minlength=3 * num_bins * num_images)
+    return counts.reshape(num_images, 3, num_bins)[:, :2].astype(np.int64)
+
+
+def _bin_indices(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Index k of the bin ``edges[k] <= s < edges[k + 1]`` of each score s in [0, 1], as ``np.histogram``.
+
+    The thresholds are evenly spaced, so ``s / step`` truncated lands on the right bin or next to
+    it. Where it provably lands right for every s in [0, 1] (checked once on the edges: it jumps
+    exactly at each edge up to 1.0) nothing more is done; otherwise one comparison with the
+    actual edges on each side corrects it.
+    """
+    scale = 1.0 / (edges[1] - edges[0])
+    guess = (scores * scale).astype(np.intp)
+    np.minimum(guess, len(edges) - 2, out=guess)
+    if not _truncation_is_exact(edges, scale):
+        guess -= scores < edges[guess]
+        guess += scores >= edges[guess + 1]
+    return guess
+
+
+def _truncation_is_exact(edges: np.ndarray, scale: float) -> bool:
+    """Whether ``int(s * scale)`` is the bin of every s in [0, 1]: both are step functions of s that
+    never decrease, so they agree when they step at the same points, the edges up to 1.0."""
+    upper = edges[1 : int(np.searchsorted(edges, 1.0)) + 1]
+    index = np.arange(1, len(upper) + 1)
+    at_edge = (upper * scale).astype(np.intp)
+    below_edge = (np.nextafter(upper, 0.0) * scale).astype(np.intp)
+    return bool(np.array_equal(at_edge, index) and np.array_equal(below_edge, index - 1))

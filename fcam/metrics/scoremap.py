@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
+
 from fcam.errors import FcamError
 from fcam.interpolation import resize_maps
+
 
 def score_thresholds(cam_curve_interval: float) -> np.ndarray:
     """The operating points of every curve: ``np.arange(0, 1, interval)`` (0.001 gives 1000, the last 0.999)."""
@@ -37,25 +38,16 @@ def resize_scoremap(
     return resize_maps(np.asarray(scoremap, dtype=np.float64), size, interpolation)
 
 
-def check_scoremap(scoremap: np.ndarray, size: int | tuple[int, int], name: str) -> None:
-    """Raise :class:`FcamError` naming ``name`` unless ``scoremap`` is a finite (height, width) map in [0, 1]."""
-    height, width = (size, size) if isinstance(size, int) else size
-    scoremap = np.asarray(scoremap)
-    if scoremap.ndim != 2:
-        raise FcamError(f"{name}: a score map must be 2-D ({height}x{width}), got shape {scoremap.shape}")
-    if scoremap.shape != (height, width):
-        raise FcamError(f"{name}: a score map must be {height}x{width}, got {scoremap.shape[0]}x{scoremap.shape[1]}")
-    if not np.issubdtype(scoremap.dtype, np.floating):
-        raise FcamError(f"{name}: a score map must hold floats, got dtype {scoremap.dtype}")
-    if not np.isfinite(scoremap).all():
-        raise FcamError(f"{name}: a score map must not contain NaN or inf")
-    if scoremap.min() < 0 or scoremap.max() > 1:
-        raise FcamError(
-            f"{name}: score map values must lie in [0, 1], got [{scoremap.min():.6g}, {scoremap.max():.6g}]"
-        )
-
-
 def check_score_range(scoremaps: np.ndarray) -> None:
     """Raise :class:`FcamError` unless the maps handed to an evaluator are finite and within [0, 1]."""
     if scoremaps.size and not (np.isfinite(scoremaps).all() and scoremaps.min() >= 0 and scoremaps.max() <= 1):
         raise FcamError("score maps given to the evaluator must be finite and within [0, 1]; normalize them first")
+
+
+def gray_levels(scoremaps: np.ndarray) -> np.ndarray:
+    """The uint8 levels the box protocol thresholds: ``(map * 255)`` truncated, as the reference converts.
+
+    Box metrics depend on a map only through these levels, so scoring them elsewhere needs 1/8
+    of the float64 map's bytes.
+    """
+    return (np.asarray(scoremaps, dtype=np.float64) * 255).astype(np.uint8)

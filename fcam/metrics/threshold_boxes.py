@@ -35,15 +35,17 @@ _FOUR_NEIGHBOURS = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=np.uint8)
 
 
 def max_ious_per_threshold(
-    scoremap: np.ndarray, gt_boxes: np.ndarray, thresholds: np.ndarray, min_iou: float = 0.0
+    gray: np.ndarray, gt_boxes: np.ndarray, thresholds: np.ndarray, min_iou: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each threshold, the best IoU against ``gt_boxes`` of (a) the box of the largest contour
     (MaxBoxAcc) and (b) any contour's box (MaxBoxAccV2); two float64 arrays shaped like ``thresholds``.
 
-    IoUs of ``min_iou`` and above are exact; a (b) value below ``min_iou`` may come out lower than
-    the reference's, never reaching ``min_iou``. With the default 0 every value is exact.
+    ``gray`` is the map's uint8 levels (:func:`fcam.metrics.scoremap.gray_levels`). IoUs of
+    ``min_iou`` and above are exact; a (b) value below ``min_iou`` may come out lower than the
+    reference's, never reaching ``min_iou``. With the default 0 every value is exact.
     """
-    gray = (scoremap * 255).astype(np.uint8)
+    if gray.dtype != np.uint8 or gray.ndim != 2:
+        raise ValueError(f"expected uint8 levels (H, W), got {gray.dtype} {gray.shape}")
     gt_boxes = np.asarray(gt_boxes, dtype=np.int64).reshape(-1, 4)
     cutoffs = (thresholds * gray.max()).astype(np.int64)  # int(t * max), elementwise
     # The mask gray > c depends on c only through how many pixels lie above c.
