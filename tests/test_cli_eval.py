@@ -158,19 +158,29 @@ def test_worker_pool_gives_the_numbers_of_one_process(synth_root, tmp_path, caps
         assert results[0] == results[1]
 
 
-def test_scoring_pool_workers_are_not_forked_and_do_not_import_torch():
-    # The probe is a builtin (eval), so unpickling it imports nothing; a real scoring job runs first.
-    probe = "(__import__('multiprocessing').get_start_method(), 'torch' in __import__('sys').modules, __import__('os').getppid())"
+def test_scoring_pool_workers_are_fresh_light_interpreters():
+    """Workers are new interpreters running fcam.engine.scoring (neither forks of this process nor
+    re-runs of its main module) and import no torch; job errors come back as they were raised."""
+    probe = ("(__import__('sys').modules['__main__'].__spec__.name, 'torch' in __import__('sys').modules, "
+             "__import__('os').getppid())")
     maps = np.random.default_rng(0).random((2, 16, 16))
     found = []
     with ScoringPool(2) as pool:
         pool.submit(found.append, box_hits, maps, [np.array([[0, 0, 8, 8]])] * 2, np.arange(0, 1, 0.1), (30, 50))
         for _ in range(4):
-            pool.submit(found.append, eval, probe)
-    assert found[0].shape == (2, 3, 10)
-    for start_method, has_torch, parent in found[1:]:
-        assert start_method == "forkserver" and not has_torch and parent != os.getpid()
-    assert ScoringPool(0)._executor is None and ScoringPool(1)._executor is None
+            pool.submit(found.append, eval, probe)  # a builtin: unpickling it imports nothing
+        pid = pool._workers[0].process.pid
+    hits = [f for f in found if isinstance(f, np.ndarray)]  # results come in the order jobs finish
+    assert len(found) == 5 and len(hits) == 1 and hits[0].shape == (2, 3, 10)
+    for main_module, has_torch, parent in (f for f in found if isinstance(f, tuple)):
+        assert main_module == "fcam.engine.scoring" and not has_torch and parent == os.getpid()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # stopped with the pool
+    with pytest.raises(FcamError, match="finite"), ScoringPool(2) as pool:
+        pool.submit(found.append, box_hits, np.full((1, 4, 4), np.nan), [np.array([[0, 0, 1, 1]])],
+                    np.arange(0, 1, 0.1), (50,))
+        pool.drain()
+    assert ScoringPool(0)._workers == [] and ScoringPool(1)._workers == []
 
 
 def test_default_worker_count_shares_the_affinity_among_local_ranks():
