@@ -19,7 +19,6 @@ from tqdm import tqdm
 from fcam.cams import compute_cams
 from fcam.data import Metadata
 from fcam.engine.distributed import DistContext, all_reduce_arrays
-from fcam.engine.report import scalar_metrics  # noqa: F401  (re-exported: the trainer logs with it)
 from fcam.engine.scoring import AUTO, ScoringPool, resolve_num_workers
 from fcam.metrics import (BoxEvaluator, MaskEvaluator, box_hits_from_levels, gray_levels, normalize_scoremap,
                           pixel_histograms, resize_scoremap, topk_correct)

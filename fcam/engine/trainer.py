@@ -23,7 +23,7 @@ from fcam.config import Config
 from fcam.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from fcam.engine.distributed import (DistContext, barrier, broadcast_buffers, broadcast_flag,
                                      cleanup_distributed, setup_distributed)
-from fcam.engine.evaluation import scalar_metrics
+from fcam.engine.report import scalar_metrics
 from fcam.engine.seeding import seed_everything
 from fcam.errors import FcamError
 
