@@ -197,6 +197,24 @@ def autocast(device: torch.device, amp: bool):
     return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda")
 
 
+def training_step(loss_of_batch: Callable[[], torch.Tensor], optimizer: torch.optim.Optimizer,
+                  device: torch.device, amp: bool) -> Callable[[], torch.Tensor]:
+    """A step as fcam's trainer takes it: the loss under AMP, then a GradScaler-scaled update.
+    The step returns the detached loss."""
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
+
+    def step() -> torch.Tensor:
+        with autocast(device, amp):
+            loss = loss_of_batch()
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        return loss.detach()
+
+    return step
+
+
 def calibrated(model: torch.nn.Module, images: torch.Tensor) -> torch.nn.Module:
     """The model in eval mode with the BatchNorm statistics of ``images`` (one train-mode pass,
     cumulative averaging), so that a random-init network keeps activations of a sane scale."""
@@ -477,14 +495,9 @@ def check_process_group(report: Report, s: Settings, work: Path) -> None:
         model = build_classifier("resnet18", NUM_CLASSES, "none").to(s.device)
         net = DistributedDataParallel(model, device_ids=[s.device.index] if s.device.type == "cuda" else None)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        scaler = torch.amp.GradScaler(s.device.type, enabled=s.device.type == "cuda")
         images = torch.randn(4, 3, s.parity_size, s.parity_size, device=s.device)
         labels = torch.arange(4, device=s.device) % NUM_CLASSES
-        with autocast(s.device, amp=True):
-            loss = F.cross_entropy(net(images), labels)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        loss = training_step(lambda: F.cross_entropy(net(images), labels), optimizer, s.device, amp=True)()
         finite = all(bool(torch.isfinite(p).all()) for p in model.parameters()) and math.isfinite(float(loss))
         report.add(f"{backend} process group (1 rank): all-reduce, DDP AMP step", reduced and finite,
                    f"all-reduce {'exact' if reduced else 'wrong'}, loss {float(loss):.4f}",
@@ -531,20 +544,9 @@ class Bench:
 
     def classifier_step(self, amp: bool) -> Callable[[], torch.Tensor]:
         """An SGD step of the classifier on cross-entropy, as fcam-train-cls takes it."""
-        model, device = self.classifier.train(), self.s.device
+        model = self.classifier.train()
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
-        scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
-
-        def step() -> torch.Tensor:
-            with autocast(device, amp):
-                loss = F.cross_entropy(model(self.images), self.labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            return loss.detach()
-
-        return step
+        return training_step(lambda: F.cross_entropy(model(self.images), self.labels), optimizer, self.s.device, amp)
 
     def decoder_step(self, amp: bool) -> Callable[[], torch.Tensor]:
         """An F-CAM decoder step: CAM seeds, partial cross-entropy and the dense CRF loss (the size
@@ -552,30 +554,23 @@ class Bench:
         from fcam.cams import compute_cams
         from fcam.losses import IGNORE_INDEX, DenseCRFLoss, SeedSampler
 
-        model, device = self.fcam.train(), self.s.device
+        model = self.fcam.train()
         classifier = model.classifier
         optimizer = torch.optim.SGD(model.decoder.parameters(), lr=0.01, momentum=0.9, nesterov=True,
                                     weight_decay=1e-4)
-        scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
         sampler, crf = SeedSampler(n_seeds=1, bg_fraction=0.3), DenseCRFLoss()
-        generator = torch.Generator(device=device).manual_seed(0)
+        generator = torch.Generator(device=self.s.device).manual_seed(0)
         size = tuple(self.images.shape[-2:])
 
-        def step() -> torch.Tensor:
-            with autocast(device, amp):
-                cams = compute_cams(classifier, self.images, self.labels, "cam", classifier.cam_target_layer,
-                                    fc=classifier.fc, size=size)
-                seeds = sampler(cams, generator=generator)
-                logits = model(self.images)["seg_logits"].float()
-                loss = F.cross_entropy(logits, seeds, ignore_index=IGNORE_INDEX)
-                loss = loss + crf(self.raw, torch.softmax(logits, dim=1))
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            return loss.detach()
+        def loss() -> torch.Tensor:
+            cams = compute_cams(classifier, self.images, self.labels, "cam", classifier.cam_target_layer,
+                                fc=classifier.fc, size=size)
+            seeds = sampler(cams, generator=generator)
+            logits = model(self.images)["seg_logits"].float()
+            pce = F.cross_entropy(logits, seeds, ignore_index=IGNORE_INDEX)
+            return pce + crf(self.raw, torch.softmax(logits, dim=1))
 
-        return step
+        return training_step(loss, optimizer, self.s.device, amp)
 
     def cam_eval_step(self, amp: bool) -> Callable[[], torch.Tensor]:
         """What evaluation computes per batch before scoring: logits, and CAMs resized as the

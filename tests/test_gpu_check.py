@@ -34,6 +34,7 @@ def load_script(monkeypatch: pytest.MonkeyPatch):
     return module
 
 
+@pytest.mark.slow
 def test_cpu_smoke_runs_every_check_and_writes_the_table(tmp_path: Path) -> None:
     report = tmp_path / "report.md"
     result = run_script("--cpu-smoke", str(report), cwd=tmp_path)
