@@ -28,10 +28,13 @@ import datetime
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -140,23 +143,55 @@ def _write_metadata(folder: Path, ids, labels, sizes, localization) -> None:
 # --- timing --------------------------------------------------------------------------------------
 
 
-def run_command(workdir: Path, metadata_root: Path, dataset: str, out: Path, repeats: int) -> tuple[float, dict]:
-    """Wall time of the whole ``fcam-eval --scoremap-root`` process (the fastest of ``repeats``) and its metrics."""
+@dataclass(order=True)
+class Timing:
+    """Wall seconds, and CPU seconds of this process plus the children it waited for."""
+
+    wall: float
+    cpu: float
+
+    def scaled(self, factor: float) -> Timing:
+        return Timing(self.wall * factor, self.cpu * factor)
+
+
+@contextmanager
+def timed():
+    """Yields a :class:`Timing` filled in when the block ends."""
+    timing = Timing(0.0, 0.0)
+    wall, cpu = time.perf_counter(), _cpu_seconds()
+    yield timing
+    timing.wall, timing.cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def run_command(workdir: Path, metadata_root: Path, dataset: str, out: Path,
+                repeats: int) -> tuple[Timing, dict]:
+    """Wall and CPU time of the whole ``fcam-eval --scoremap-root`` process, workers included (the
+    fastest of ``repeats``), and its metrics."""
     command = [sys.executable, "-m", "fcam.cli.eval", "--scoremap-root", str(workdir / "maps"),
                "--metadata-root", str(metadata_root), "--mask-root", str(workdir / "masks"), "--dataset", dataset,
                "--split", "test", "--output", str(out)]
-    best = float("inf")
+    best = Timing(float("inf"), float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        best = min(best, time.perf_counter() - start)
+        with timed() as timing:
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        best = min(best, timing)
     return best, json.loads((out / "metrics.json").read_text())
 
 
-def reference_boxes(workdir: Path, metadata_root: Path) -> tuple[float, dict]:
+def reference_boxes(workdir: Path, metadata_root: Path) -> tuple[Timing, dict]:
     """The reference's box metrics and seconds, reading each map as it goes."""
     meta = load_metadata(metadata_root, "CUB", "test")
-    start = time.perf_counter()
+    with timed() as timing:
+        metrics = _reference_boxes(workdir, meta)
+    return timing, metrics
+
+
+def _reference_boxes(workdir: Path, meta) -> dict:
     thresholds = reference.threshold_list(0.001)
     v1 = reference.BoxEvaluator(thresholds, [30, 50, 70], multi_contour=False)
     v2 = reference.BoxEvaluator(thresholds, [30, 50, 70], multi_contour=True)
@@ -168,18 +203,19 @@ def reference_boxes(workdir: Path, metadata_root: Path) -> tuple[float, dict]:
         v2.accumulate(scoremap, gt)
     metrics = {"MaxBoxAcc": float(v1.compute()[1]), "MaxBoxAccV2": float(np.average(v2.compute()))}
     metrics.update({f"MaxBoxAccV2_IoU{t}": float(a) for t, a in zip((30, 50, 70), v2.compute())})
-    return time.perf_counter() - start, metrics
+    return metrics
 
 
-def reference_pxap(workdir: Path, metadata_root: Path) -> tuple[float, float]:
+def reference_pxap(workdir: Path, metadata_root: Path) -> tuple[Timing, float]:
     """The reference's PxAP and seconds, reading each map and its mask PNGs as it goes."""
     meta = load_metadata(metadata_root, "OpenImages", "test")
-    start = time.perf_counter()
-    evaluator = reference.MaskEvaluator(reference.threshold_list(0.001), str(workdir / "masks/OpenImages"))
-    for image_id in meta.image_ids:
-        paths, ignore = meta.masks[image_id]
-        evaluator.accumulate(np.load(workdir / "maps" / f"{image_id}.npy"), paths, ignore)
-    return time.perf_counter() - start, evaluator.compute()
+    with timed() as timing:
+        evaluator = reference.MaskEvaluator(reference.threshold_list(0.001), str(workdir / "masks/OpenImages"))
+        for image_id in meta.image_ids:
+            paths, ignore = meta.masks[image_id]
+            evaluator.accumulate(np.load(workdir / "maps" / f"{image_id}.npy"), paths, ignore)
+        pxap = evaluator.compute()
+    return timing, pxap
 
 
 def machine() -> str:
@@ -219,43 +255,48 @@ def main() -> None:
     all_ids = load_metadata(args.workdir / "metadata", "CUB", "test").image_ids
     rng = np.random.default_rng(args.seed)
     rows, identical = [], True
-    print(f"machine: {machine()}; load average at start {os.getloadavg()[0]:.2f}")
+    load_start = os.getloadavg()[0]
+    print(f"machine: {machine()}; load average at start {load_start:.2f}")
     for count in scales:
         ids = all_ids[:count]
         meta_root = subset_metadata(args.workdir, str(count), ids)
         sample = sorted(rng.choice(count, min(args.box_sample, count), replace=False).tolist())
         sample_root = subset_metadata(args.workdir, f"{count}_sample", [ids[i] for i in sample])
-        ours_box_s, _ = run_command(args.workdir, meta_root, "CUB", args.workdir / f"out_box_{count}", args.repeats)
+        ours_box, _ = run_command(args.workdir, meta_root, "CUB", args.workdir / f"out_box_{count}", args.repeats)
         _, ours_sample = run_command(args.workdir, sample_root, "CUB", args.workdir / f"out_box_{count}_s", 1)
-        ref_sample_s, ref_sample = reference_boxes(args.workdir, sample_root)
-        ref_box_s = ref_sample_s * count / len(sample)
-        box_same = all(ours_sample[k] == ref_sample[k] for k in BOX_KEYS)
-        ours_mask_s, ours_mask = run_command(args.workdir, meta_root, "OpenImages", args.workdir / f"out_px_{count}",
-                                             args.repeats)
-        ref_mask_s, ref_pxap = reference_pxap(args.workdir, meta_root)
-        mask_same = ours_mask["PxAP"] == ref_pxap
+        ref_sample, ref_sample_metrics = reference_boxes(args.workdir, sample_root)
+        box_same = all(ours_sample[k] == ref_sample_metrics[k] for k in BOX_KEYS)
+        ours_mask, ours_mask_metrics = run_command(args.workdir, meta_root, "OpenImages",
+                                                   args.workdir / f"out_px_{count}", args.repeats)
+        ref_mask, ref_pxap = reference_pxap(args.workdir, meta_root)
+        mask_same = ours_mask_metrics["PxAP"] == ref_pxap
         identical &= box_same and mask_same
-        rows.append((count, "MaxBoxAcc + MaxBoxAccV2", ours_box_s, ref_box_s,
-                     f"reference timed on {len(sample)} random maps ({ref_sample_s:.1f} s), scaled x{count / len(sample):.1f}",
+        note = (f"reference timed on {len(sample)} random maps ({ref_sample.wall:.1f} s), scaled "
+                f"x{count / len(sample):.1f}")
+        rows.append((count, "MaxBoxAcc + MaxBoxAccV2", ours_box, ref_sample.scaled(count / len(sample)), note,
                      box_same))
-        rows.append((count, "PxAP", ours_mask_s, ref_mask_s, "reference on every map", mask_same))
-        for row in rows[-2:]:
-            print(f"{row[0]:5d} maps  {row[1]:24s} ours {row[2]:7.2f} s  reference {row[3]:8.1f} s  "
-                  f"ratio {row[3] / row[2]:6.1f}x  identical {row[5]}  ({row[4]})", flush=True)
+        rows.append((count, "PxAP", ours_mask, ref_mask, "reference on every map", mask_same))
+        for c, name, ours, ref, note, same in rows[-2:]:
+            print(f"{c:5d} maps  {name:24s} wall: ours {ours.wall:7.2f} s, reference {ref.wall:8.1f} s, "
+                  f"ratio {ref.wall / ours.wall:6.1f}x | CPU: ours {ours.cpu:7.2f} s, reference {ref.cpu:8.1f} s  "
+                  f"| identical {same}  ({note})", flush=True)
+    load = f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     section = "\n".join([
         "## Metrics: `fcam-eval --scoremap-root` vs the reference evaluator",
         "",
-        f"`python scripts/bench_metrics.py --write-docs` on {datetime.date.today().isoformat()}; machine: {machine()}.",
+        f"`python scripts/bench_metrics.py --write-docs` on {datetime.date.today().isoformat()}; machine: {machine()};",
+        f"load average {load} (the machine is shared: wall times vary with the other jobs).",
         "Ours: the whole `python -m fcam.cli.eval --scoremap-root ...` process (start-up, reading maps and",
         "mask PNGs, report with curves.png), 224x224 maps, 1000 thresholds, default workers (one per CPU).",
         "Reference: `fcam.metrics.reference` (a literal port of wsolevaluation's evaluators) in one process,",
         "reading the same files. Box reference times come from a random sample scaled linearly (no fixed",
-        "cost); the box numbers are compared on that sample, PxAP on every map.",
+        "cost); the box numbers are compared on that sample, PxAP on every map. CPU: user + system seconds",
+        "of all processes involved (ours: the command and its workers).",
         "",
-        "| maps | metric | ours (s) | reference (s) | ratio | identical numbers | note |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-        *(f"| {c} | {name} | {o:.2f} | {r:.1f} | **{r / o:.1f}x** | {'yes' if same else 'NO'} | {note} |"
-          for c, name, o, r, note, same in rows),
+        "| maps | metric | ours wall (s) | reference wall (s) | ratio (wall) | ours CPU (s) | reference CPU (s) | identical numbers | note |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *(f"| {c} | {name} | {o.wall:.2f} | {r.wall:.1f} | **{r.wall / o.wall:.1f}x** | {o.cpu:.2f} | {r.cpu:.1f} | "
+          f"{'yes' if same else 'NO'} | {note} |" for c, name, o, r, note, same in rows),
     ])
     if args.write_docs:
         write_docs(section)

@@ -229,3 +229,10 @@ def test_prepare_saved_map_names_the_map(scoremap, message):
     assert prepare_saved_map(np.zeros((4, 4), np.float32), 4, False, "ok.npy").dtype == np.float64
     assert prepare_saved_map(np.full((4, 4), 7.0), 4, True, "ok.npy").max() == 0.0  # constant: zeros
     assert prepare_saved_map(np.random.default_rng(0).random((3, 5)), 4, False, "ok.npy").shape == (4, 4)
+
+
+def test_saved_map_scoring_imports_no_torch():
+    code = ("import sys; import fcam.engine.saved_maps, fcam.engine.report, fcam.engine.scoring, fcam.metrics; "
+            "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:3]")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
