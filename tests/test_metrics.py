@@ -1,4 +1,4 @@
-"""The wsolevaluation protocol (SPEC section 3), rule by rule, and the fast evaluators against the oracle."""
+"""The wsolevaluation protocol (docs/protocol.md), rule by rule, and the fast evaluators against the oracle."""
 
 from __future__ import annotations
 
@@ -191,7 +191,7 @@ def test_inclusive_iou(iou):
 
 
 def test_tree_boxes_are_components_and_grown_holes():
-    """SPEC: RETR_TREE boxes = 8-connected foreground components + 4-connected holes grown by 1 px."""
+    """docs/protocol.md section 11: RETR_TREE boxes = 8-connected foreground components + 4-connected holes grown by 1 px."""
     rng = np.random.default_rng(0)
     holes = 0
     for _ in range(150):
