@@ -191,7 +191,7 @@ def test_inclusive_iou(iou):
 
 
 def test_tree_boxes_are_components_and_grown_holes():
-    """docs/protocol.md section 11: RETR_TREE boxes = 8-connected foreground components + 4-connected holes grown by 1 px."""
+    """RETR_TREE boxes: 8-connected components plus 4-connected holes grown by 1 px (docs/protocol.md)."""
     rng = np.random.default_rng(0)
     holes = 0
     for _ in range(150):
