@@ -293,7 +293,8 @@ def main() -> None:
         "cost); the box numbers are compared on that sample, PxAP on every map. CPU: user + system seconds",
         "of all processes involved (ours: the command and its workers).",
         "",
-        "| maps | metric | ours wall (s) | reference wall (s) | ratio (wall) | ours CPU (s) | reference CPU (s) | identical numbers | note |",
+        "| maps | metric | ours wall (s) | reference wall (s) | ratio (wall) | ours CPU (s) | reference CPU (s) "
+        "| identical numbers | note |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *(f"| {c} | {name} | {o.wall:.2f} | {r.wall:.1f} | **{r.wall / o.wall:.1f}x** | {o.cpu:.2f} | {r.cpu:.1f} | "
           f"{'yes' if same else 'NO'} | {note} |" for c, name, o, r, note, same in rows),
