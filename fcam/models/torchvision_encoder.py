@@ -51,10 +51,13 @@ def build_torchvision_model(name: str, output_stride: int = 0) -> nn.Module:
     except (TypeError, NotImplementedError, ValueError) as err:
         if not kwargs:
             raise
-        raise FcamError(f"{TORCHVISION_PREFIX}{name} cannot run at output stride {output_stride} "
-                        f"(model.output_stride): torchvision builds it without replace_stride_with_dilation "
-                        f"support ({err}); it works for ResNet-50/101/152, ResNeXt and Wide ResNet; "
-                        f"use 0 for the model's own stride") from None
+        raise _no_dilation(name, output_stride, str(err)) from None
+
+
+def _no_dilation(name: str, output_stride: int, reason: str) -> FcamError:
+    return FcamError(f"{TORCHVISION_PREFIX}{name} cannot run at output stride {output_stride} (model.output_stride): "
+                     f"{reason}; torchvision's replace_stride_with_dilation works for ResNet-50/101/152, ResNeXt "
+                     f"and Wide ResNet; use 0 for the model's own stride")
 
 
 def _decoder_channels(top_stride: int) -> tuple[int, ...]:
@@ -88,8 +91,7 @@ class TorchvisionEncoder(WSOLEncoder):
             raise FcamError(f"{TORCHVISION_PREFIX}{name} cannot serve as a WSOL trunk: {err}; it needs a "
                             f"(B, C, h, w) feature map at any input size (ViT and MaxViT have none)") from None
         if output_stride and taps.strides[-1] != output_stride:
-            raise FcamError(f"{TORCHVISION_PREFIX}{name}: its top map has stride {taps.strides[-1]}, "
-                            f"not the requested output stride {output_stride} (model.output_stride)")
+            raise _no_dilation(name, output_stride, f"its top map has stride {taps.strides[-1]}")
         self.body = create_feature_extractor(net, return_nodes=list(taps.nodes), suppress_diff_warning=True)
         self.top = nn.Identity()
         self.feature_names = taps.nodes
