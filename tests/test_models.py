@@ -61,7 +61,7 @@ def test_unknown_backbone_lists_the_supported_ones() -> None:
     assert "torchvision/resnet101" in str(info.value)
 
 
-def test_backbones_is_one_dict_that_config_and_readme_derive_from(tmp_path) -> None:
+def test_backbones_is_one_dict_that_config_and_readme_derive_from() -> None:
     assert isinstance(BACKBONES, dict) and list(BACKBONES) == ["resnet50", "vgg16", "inceptionv3", "resnet18"]
     assert all(isinstance(spec, BackboneSpec) for spec in BACKBONES.values())
     for name in [*BACKBONES, "torchvision/resnet34"]:
@@ -217,20 +217,32 @@ def test_fcam_training_step_changes_only_the_decoder() -> None:
     assert any(k.endswith("weight") for k in changed)
 
 
-def test_imagenet_without_network_says_where_to_put_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+# backbone -> (its whole torchvision network, its ImageNet weights, prefix of the trunk's keys)
+IMAGENET = {
+    "resnet18": ("resnet18", torchvision.models.ResNet18_Weights.IMAGENET1K_V1, ""),
+    "torchvision/mobilenet_v3_small": ("mobilenet_v3_small", torchvision.models.MobileNet_V3_Small_Weights.DEFAULT,
+                                       "body."),
+}
+
+
+@pytest.mark.parametrize("backbone", list(IMAGENET))
+def test_imagenet_without_network_says_where_to_put_the_file(backbone: str, monkeypatch: pytest.MonkeyPatch) -> None:
     def offline(*args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("network unreachable")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(FcamError) as info:
-        build_classifier("resnet18", 3, pretrained="imagenet")
+        build_classifier(backbone, 3, pretrained="imagenet")
     message = str(info.value)
-    assert os.path.join(torch.hub.get_dir(), "checkpoints", "resnet18-f37072fd.pth") in message
+    filename = os.path.basename(IMAGENET[backbone][1].url)
+    assert os.path.join(torch.hub.get_dir(), "checkpoints", filename) in message
     assert "network unreachable" in message
 
 
-def test_imagenet_weights_come_from_the_hub_loader(monkeypatch: pytest.MonkeyPatch) -> None:
-    reference = torchvision.models.resnet18(weights=None).state_dict()
+@pytest.mark.parametrize("backbone", list(IMAGENET))
+def test_imagenet_weights_come_from_the_hub_loader(backbone: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    net, weights, prefix = IMAGENET[backbone]
+    reference = torchvision.models.get_model(net).state_dict()
     urls = []
 
     def cached(url: str, **kwargs: object) -> dict[str, torch.Tensor]:
@@ -238,11 +250,12 @@ def test_imagenet_weights_come_from_the_hub_loader(monkeypatch: pytest.MonkeyPat
         return reference
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", cached)
-    encoder_state = build_classifier("resnet18", 3, pretrained="imagenet").encoder.state_dict()
-    assert urls == [torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url]
-    assert set(encoder_state) == set(reference) - {"fc.weight", "fc.bias"}
+    encoder_state = build_classifier(backbone, 3, pretrained="imagenet").encoder.state_dict()
+    assert urls == [weights.url]
+    head = {"fc.weight", "fc.bias"} if net == "resnet18" else {k for k in reference if k.startswith("classifier.")}
+    assert {k.removeprefix(prefix) for k in encoder_state} == set(reference) - head
     for key, value in encoder_state.items():
-        assert torch.equal(value, reference[key]), key
+        assert torch.equal(value, reference[key.removeprefix(prefix)]), key
 
 
 TORCHVISION_NETS = {

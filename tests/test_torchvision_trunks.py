@@ -1,12 +1,10 @@
 """torchvision classification models as WSOL trunks (``model.backbone: torchvision/<name>``):
-the picked features, weights, learning-rate groups, CAMs, and both training commands plus
-fcam-eval on the synthetic data."""
+the picked features, weight files, learning-rate groups, CAMs, and both training commands plus
+fcam-eval on the synthetic data (ImageNet weights through the hub: tests/test_models.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -157,29 +155,6 @@ def test_torchvision_state_dict_file_loads_into_the_trunk(mobilenet_state, tmp_p
     with pytest.raises(FcamError) as info:
         build_classifier("torchvision/mobilenet_v3_small", 5, pretrained=str(other))
     assert str(other) in str(info.value) and "missing keys" in str(info.value)
-
-
-def test_imagenet_weights_through_the_hub_or_an_offline_error(mobilenet_state, monkeypatch) -> None:
-    default = torchvision.models.get_model_weights("mobilenet_v3_small").DEFAULT
-    urls = []
-
-    def cached(url: str, **kwargs: object) -> dict[str, torch.Tensor]:
-        urls.append(url)
-        return mobilenet_state
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", cached)
-    trunk = build_classifier("torchvision/mobilenet_v3_small", 5, pretrained="imagenet").encoder.state_dict()
-    assert urls == [default.url]
-    assert all(torch.equal(v, mobilenet_state[k.removeprefix("body.")]) for k, v in trunk.items())
-
-    def offline(*args: object, **kwargs: object) -> None:
-        raise urllib.error.URLError("network unreachable")
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    with pytest.raises(FcamError) as info:
-        build_classifier("torchvision/mobilenet_v3_small", 5, pretrained="imagenet")
-    cached_file = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(default.url))
-    assert cached_file in str(info.value)
 
 
 # Three trunks outside the WSOL backbones, and the skips they are expected to tap.

@@ -26,15 +26,10 @@ _DILATIONS = {8: [False, True, True], 16: [False, False, True]}
 _LIST_MODELS = "python -c 'import torchvision; print(torchvision.models.list_models(module=torchvision.models))'"
 
 
-def classification_models() -> list[str]:
-    """The names ``torchvision/<name>`` accepts."""
-    return torchvision.models.list_models(module=torchvision.models)
-
-
 def build_torchvision_model(name: str, output_stride: int = 0) -> nn.Module:
     """torchvision's model ``name`` (random init, ImageNet's 1000 classes, so that its
     checkpoints load), its last stages dilated to ``output_stride`` (8 or 16) if not 0."""
-    known = classification_models()
+    known = torchvision.models.list_models(module=torchvision.models)
     if name not in known:
         close = difflib.get_close_matches(name, known, n=3)
         hint = f"did you mean {', '.join(TORCHVISION_PREFIX + c for c in close)}? " if close else ""
@@ -61,8 +56,9 @@ def _no_dilation(name: str, output_stride: int, reason: str) -> FcamError:
 
 
 def _decoder_channels(top_stride: int) -> tuple[int, ...]:
-    """One U-Net block per x2 from the top map to the input, with the channels the ResNet
-    decoder has at the block's output resolution: 16 at stride 1, doubling per stride up to 256."""
+    """One U-Net block per x2 from the top map to the input (at least one), with the channels
+    the ResNet decoder has at the block's output resolution: 16 at stride 1, doubling per
+    stride up to 256."""
     channels = []
     stride = top_stride // 2
     while stride >= 1:
