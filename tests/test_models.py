@@ -78,9 +78,9 @@ def test_backbones_is_one_dict_that_config_and_readme_derive_from() -> None:
 
 
 def test_registry_and_config_import_without_torch() -> None:
+    # (The heavy names stay importable from fcam.models: the imports at the top of this file.)
     code = ("import sys, fcam.models.registry, fcam.config, fcam.models; "
-            "heavy = {'torch', 'torchvision'} & set(sys.modules); assert not heavy, heavy; "
-            "from fcam.models import build_classifier; assert 'torchvision' in sys.modules")
+            "heavy = {'torch', 'torchvision'} & set(sys.modules); assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
