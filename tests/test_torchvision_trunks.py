@@ -177,7 +177,7 @@ def test_trains_both_stages_and_evaluates(name: str, synth_root: Path, tmp_path:
                                               train={"epochs": 1}, fcam={"epochs": 1})))
     cls_run, fcam_run = tmp_path / "cls", tmp_path / "fcam"
     assert train_cls(["--config", str(cfg), "--output", str(cls_run)]) == 0
-    assert f"backbone torchvision/{name}: decoder skips {RUNS[name]}" in capsys.readouterr().err
+    assert f"backbone torchvision/{name}: decoder skips {RUNS[name]}" in capsys.readouterr().out
     assert train_decoder(["--config", str(cfg), "--classifier", str(cls_run / "best.pt"),
                           "--output", str(fcam_run)]) == 0
 

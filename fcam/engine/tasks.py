@@ -4,7 +4,6 @@ validation are; :func:`fcam.engine.trainer.fit` runs them."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import torch
@@ -48,7 +47,7 @@ class ClassifierTask:
         self.model = build_classifier(cfg.model.backbone, num_classes, cfg.model.pretrained,
                                       cfg.model.output_stride).to(ctx.device)
         if ctx.is_main:
-            print(self.model.summary, file=sys.stderr)
+            print(self.model.summary)
         self.net = _wrap(self.model, ctx)
         pretrained, new = self.model.parameter_groups()
         t = cfg.train
@@ -125,7 +124,7 @@ class DecoderTask:
         self.selection_key = selection_metric(val_meta)
         self.model = build_fcam(classifier).to(ctx.device)
         if ctx.is_main:
-            print(classifier.summary, file=sys.stderr)
+            print(classifier.summary)
         self.net = _wrap(self.model, ctx)
         f = cfg.fcam
         self.optimizer = torch.optim.SGD(self.model.decoder.parameters(), lr=f.lr, momentum=f.momentum,

@@ -13,19 +13,16 @@ from fcam.models.decoder import UNetDecoder
 from fcam.models.encoder import WSOLEncoder
 from fcam.models.fcam_model import FCAMModel
 from fcam.models.registry import TORCHVISION_PREFIX, backbone_spec
+from fcam.models.torchvision_encoder import TorchvisionEncoder
 from fcam.models.weights import download_imagenet, load_backbone_state, load_weights_file
-
-WSOL_OUTPUT_STRIDE = 8
 
 
 def _build_encoder(backbone: str, output_stride: int) -> WSOLEncoder:
     if backbone.startswith(TORCHVISION_PREFIX):
-        from fcam.models.torchvision_encoder import TorchvisionEncoder
-
         return TorchvisionEncoder(backbone[len(TORCHVISION_PREFIX):], output_stride)
     spec = backbone_spec(backbone)
-    if output_stride not in (0, WSOL_OUTPUT_STRIDE):
-        raise FcamError(f"backbone {backbone} has output stride {WSOL_OUTPUT_STRIDE}, got output stride "
+    if output_stride not in (0, spec.top_stride):
+        raise FcamError(f"backbone {backbone} has output stride {spec.top_stride}, got output stride "
                         f"{output_stride} (model.output_stride); use 0, or a {TORCHVISION_PREFIX}<name> backbone")
     return spec.build_encoder()
 

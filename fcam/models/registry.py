@@ -26,7 +26,8 @@ class BackboneSpec:
 
     ``build_encoder`` imports the trunk's module when called; ``imagenet_weights`` names a
     member of a torchvision weights enum (``"ResNet50_Weights.IMAGENET1K_V1"``);
-    ``top_channels`` and ``top_stride`` describe the top map (for docs; tests check them).
+    ``top_channels`` and ``top_stride`` describe the top map (tests check them against the
+    built trunk); ``summary`` is the trunk's line in the README's table.
     """
 
     build_encoder: Callable[[], WSOLEncoder]
