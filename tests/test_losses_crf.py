@@ -245,7 +245,7 @@ def test_bad_arguments_are_refused():
         DenseCRFLoss(backend="gated")
     with pytest.raises(FcamError):
         DenseCRFLoss(sigma_rgb=0.0)
-    with pytest.raises(FcamError):
+    with pytest.raises(ValueError):
         DenseCRFLoss()(torch.rand(1, 3, 8, 8), torch.rand(1, 2, 8, 9))
 
 

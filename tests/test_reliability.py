@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from fcam.cli.train_cls import main as train_cls
+from fcam.config import Config
 from fcam.engine.checkpoint import load_checkpoint, save_checkpoint
 from fcam.engine.distributed import DistContext
 from fcam.engine.trainer import NonFiniteLoss, fit, prepare_run_dir
@@ -96,7 +97,7 @@ class NaNTask:
     def end_epoch(self):
         pass
 
-    def validate(self):
+    def validate(self, on_batch=None):
         return {"score": 1.0}
 
     def state_dict(self):
@@ -110,7 +111,7 @@ def test_non_finite_loss_stops_with_epoch_and_step(tmp_path):
     run = prepare_run_dir(tmp_path / "run", resume=False, overwrite=False)
     ctx = DistContext(rank=0, world_size=1, device=torch.device("cpu"))
     with pytest.raises(NonFiniteLoss, match="epoch 2, step 3"):
-        fit(NaNTask(), ctx, run, epochs=3, config={"train": {"amp": False}}, resume=False)
+        fit(NaNTask(), ctx, run, Config(), epochs=3)
     state = load_checkpoint(run / "last.pt")
     assert state["epoch"] == 0  # the last good checkpoint, from epoch 1
     assert all(torch.isfinite(v).all() for v in state["task"]["model"].values())
