@@ -159,6 +159,17 @@ def test_bad_data_is_a_one_line_error(synth_root, tmp_path, capsys, case):
     assert len(err) == 1 and err[0].startswith("error: ") and must_name in err[0], err
 
 
+def test_missing_image_read_in_a_worker_process_is_a_one_line_error(synth_root, tmp_path, capsys):
+    cfg, image_id = corrupt(synth_root, tmp_path, "missing image")
+    cfg["data"]["num_workers"] = 1
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert train_cls(["--config", str(path), "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot read image ") and image_id in err[0], err
+    assert "worker" not in err[0] and "Traceback" not in err[0]
+
+
 def test_eval_of_2000_maps_streams_under_2_gb(tmp_path):
     n, size = 2000, 224
     meta = tmp_path / "metadata/CUB/test"
