@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import torch
 import yaml
@@ -28,6 +28,9 @@ from fcam.engine.evaluation import OnBatch, scalar_metrics
 from fcam.engine.run_log import EPOCHS_FILE, STEPS_FILE, TENSORBOARD_DIR, RunLog, learning_rates
 from fcam.engine.seeding import seed_everything
 from fcam.errors import FcamError
+
+if TYPE_CHECKING:
+    from fcam.engine.eval_run import MapCollector
 
 LAST, BEST, CONFIG, SUMMARY = "last.pt", "best.pt", "config.yaml", "summary.json"
 
@@ -82,7 +85,8 @@ def _batch_size(batch: dict) -> int:
 
 def train_one_epoch(task: Task, ctx: DistContext, epoch: int, scaler: torch.amp.GradScaler,
                     use_amp: bool, log: RunLog) -> dict[str, float]:
-    """One pass over the training loader (the model in train mode); returns the mean of every loss term."""
+    """One pass over the training loader in train mode; returns the mean of every loss term."""
+    task.model.train()
     totals: dict[str, float] = {}
     steps = 0
     bar = tqdm(task.train_loader, desc=f"epoch {epoch + 1} train", leave=False, dynamic_ncols=True,
@@ -109,7 +113,7 @@ def train_one_epoch(task: Task, ctx: DistContext, epoch: int, scaler: torch.amp.
     return {key: value / max(steps, 1) for key, value in totals.items()}
 
 
-def _map_examples(log: RunLog, cfg: Config, ctx: DistContext):
+def _map_examples(log: RunLog, cfg: Config, ctx: DistContext) -> MapCollector | None:
     """The collector of the validation maps drawn in TensorBoard: the first images of rank 0's shard."""
     if log.writer is None or not cfg.log.tensorboard_images:
         return None
@@ -162,7 +166,6 @@ def fit(task: Task, ctx: DistContext, run_dir: Path, cfg: Config, epochs: int,
             started = time.time()
             task.set_epoch(epoch)
             lrs = learning_rates(task.optimizer)
-            task.model.train()
             train_stats = train_one_epoch(task, ctx, epoch, scaler, use_amp, log)
             broadcast_buffers(task.model, ctx)
             task.model.eval()
