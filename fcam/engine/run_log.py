@@ -66,7 +66,8 @@ class RunLog:
         if not enabled:
             return
         steps = self.run_dir / STEPS_FILE
-        _write_rows(steps, [row for row in read_rows(steps) if row["epoch"] <= start_epoch])
+        if steps.is_file():
+            _write_rows(steps, [row for row in read_rows(steps) if row["epoch"] <= start_epoch])
         if cfg.tensorboard:
             first_step = start_epoch * steps_per_epoch + 1
             self.writer = open_tensorboard(self.run_dir / TENSORBOARD_DIR, first_step if start_epoch else None)
