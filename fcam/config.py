@@ -1,9 +1,10 @@
 """Typed run configuration: dataclasses loaded from YAML with dotted ``KEY=VALUE`` overrides.
 
 One :class:`Config` serves both training commands: ``fcam-train-cls`` reads ``data``, ``model``,
-``cam``, ``train`` and ``eval``; ``fcam-train-decoder`` adds ``fcam`` (the decoder's loss and
-optimizer). Unknown keys, wrong types and values outside their choices are :class:`FcamError`
-naming the key and the file.
+``cam``, ``train``, ``eval`` and ``log``; ``fcam-train-decoder`` reads ``fcam`` (the decoder's loss
+and optimizer) in place of ``train``, but for ``train.seed``, ``train.amp`` and
+``train.eval_batch_size`` (:data:`TRAIN_CLS`, :data:`TRAIN_DECODER`). Unknown keys, wrong types and
+values outside their choices are :class:`FcamError` naming the key and the file.
 """
 
 from __future__ import annotations
@@ -115,6 +116,15 @@ class FcamConfig:
 
 
 @dataclass
+class LogConfig:
+    every_n_steps: int = _opt(50, "Write one row of steps.jsonl (loss terms, learning rates, images/s) every this "
+                              "many training steps; 0 writes none.")
+    tensorboard: bool = _opt(False, "Also write TensorBoard event files to RUN_DIR/tensorboard (needs "
+                             "`pip install fcam[tensorboard]`).")
+    tensorboard_images: int = _opt(4, "Validation images whose CAM (or F-CAM) map is drawn in TensorBoard each epoch.")
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -122,13 +132,11 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     fcam: FcamConfig = field(default_factory=FcamConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     device: str = _opt("auto", "'auto' (CUDA when available), 'cpu' or 'cuda'.", ("auto", "cpu", "cuda"))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 def _coerce(value: Any, kind: type, key: str, source: str) -> Any:
@@ -215,6 +223,83 @@ def config_from_dict(values: dict, source: str = "checkpoint") -> Config:
     cfg = Config()
     _fill(cfg, values, "", source)
     return cfg
+
+
+def flatten(values: dict, prefix: str = "") -> dict[str, Any]:
+    """``{'train': {'lr': 0.1}}`` -> ``{'train.lr': 0.1}``."""
+    flat: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
+def _under(key: str, prefixes: tuple[str, ...]) -> bool:
+    """True when ``key`` is one of ``prefixes`` or inside one of these sections."""
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+@dataclass(frozen=True)
+class CommandKeys:
+    """What a training command reads of the config (the keys it ignores, its epochs key) and the
+    kind of checkpoint it writes."""
+
+    name: str
+    kind: str                          # the kind of checkpoint it writes
+    epochs: str                        # the command's number of epochs
+    ignored: tuple[str, ...]           # sections or keys it never reads ...
+    reads_anyway: tuple[str, ...] = ()  # ... except these
+
+    def ignores(self, key: str) -> bool:
+        return _under(key, self.ignored) and not _under(key, self.reads_anyway)
+
+    def instead(self, key: str) -> str:
+        """What the command reads in place of the ignored ``key``: the same name in the other section."""
+        section, _, name = key.partition(".")
+        other = {"train": "fcam", "fcam": "train"}.get(section)
+        if other and name and f"{other}.{name}" in flatten(Config().to_dict()):
+            return f"it reads {other}.{name}"
+        return f"it reads no {section}.* key" + (f" but {', '.join(self.reads_anyway)}" if self.reads_anyway else "")
+
+
+TRAIN_CLS = CommandKeys("fcam-train-cls", "classifier", "train.epochs", ignored=("fcam",))
+TRAIN_DECODER = CommandKeys("fcam-train-decoder", "fcam", "fcam.epochs", ignored=("train",),
+                            reads_anyway=("train.seed", "train.amp", "train.eval_batch_size"))
+
+# Keys a resumed run may change besides its epochs: they do not alter what is computed.
+RESUME_SAFE = ("data.num_workers", "log")
+
+
+def value_of(cfg: Config, key: str) -> Any:
+    """The value of a dotted key, e.g. ``value_of(cfg, 'fcam.epochs')``."""
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def ignored_overrides(overrides: list[str], command: CommandKeys) -> list[str]:
+    """One warning per ``--set`` key that ``command`` does not read, naming what it reads instead."""
+    keys = flatten(parse_overrides(overrides))
+    return [f"--set {key} is ignored by {command.name}: {command.instead(key)}"
+            for key in keys if command.ignores(key)]
+
+
+def check_resume(saved: dict, cfg: Config, command: CommandKeys, source: str) -> None:
+    """Refuse to resume a run whose saved config (``saved``, from ``source``) differs from ``cfg``
+    in a key that changes what the run computes; the command's epochs, ``RESUME_SAFE`` keys and
+    keys the command ignores may change."""
+    old = flatten(config_from_dict(saved, source).to_dict())
+    new = flatten(cfg.to_dict())
+    changed = [key for key in new if old[key] != new[key]
+               and not _under(key, (command.epochs, *RESUME_SAFE)) and not command.ignores(key)]
+    if changed:
+        diffs = ", ".join(f"{key}: {old[key]!r} -> {new[key]!r}" for key in changed)
+        raise FcamError(f"--resume: the config differs from the one saved in {source} ({diffs}); resume "
+                        f"with the saved config ({command.epochs}, {', '.join(RESUME_SAFE)}.* may change) "
+                        f"or start a new run with --overwrite")
 
 
 def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]:

@@ -134,3 +134,10 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and result.stderr.startswith("error: ")
+
+
+def test_unknown_method_is_named_with_the_known_ones(tmp_path, capsys):
+    assert main(["--checkpoint", str(tmp_path / "cls.pt"), "--method", "cam", "scorecam",
+                 "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown map method 'scorecam'" in err[0] and "layercam" in err[0], err

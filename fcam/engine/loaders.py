@@ -1,18 +1,62 @@
 """DataLoaders built from the config: shuffled (and sharded under DDP) for training, sharded
-without padding for evaluation so that every image is scored exactly once over all ranks."""
+without padding for evaluation so that every image is scored exactly once over all ranks; an
+item's FcamError (a missing image, say) reaches the caller as it was raised, also from a worker."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from torch.utils.data.distributed import DistributedSampler
 
 from fcam.config import Config
 from fcam.data import Metadata, WSOLDataset, load_gt_mask, load_metadata
 from fcam.engine.distributed import DistContext
 from fcam.errors import FcamError
+
+
+@dataclass(frozen=True)
+class UserError:
+    """An FcamError raised while reading an item, carried to the main process as a value."""
+
+    message: str
+
+
+class _CatchUserErrors(Dataset):
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            return self.dataset[index]
+        except FcamError as exc:
+            return UserError(str(exc))
+
+
+def _collate(items: list) -> Any:
+    errors = [item for item in items if isinstance(item, UserError)]
+    return errors[0] if errors else default_collate(items)
+
+
+class FcamDataLoader(DataLoader):
+    """A DataLoader whose items' FcamErrors are raised by the caller's loop as FcamError with their
+    own message, whether the item was read by a worker process or not (PyTorch re-raises a worker's
+    exception with the worker's traceback folded into the message)."""
+
+    def __init__(self, dataset: Dataset, **kwargs: Any) -> None:
+        super().__init__(_CatchUserErrors(dataset), collate_fn=_collate, **kwargs)
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            if isinstance(batch, UserError):
+                raise FcamError(batch.message)
+            yield batch
 
 
 def split_metadata(cfg: Config, split: str) -> Metadata:
@@ -80,7 +124,7 @@ def train_loader(cfg: Config, metadata: Metadata, ctx: DistContext, batch_size: 
                         f"fewer than one batch ({batch_size} x {ctx.world_size} processes)")
     sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
                                  shuffle=True, seed=cfg.train.seed, drop_last=True)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
+    return FcamDataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
                       num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda",
                       persistent_workers=False)
 
@@ -90,5 +134,5 @@ def eval_loader(cfg: Config, metadata: Metadata, ctx: DistContext, classes: int 
                           crop_size=cfg.data.crop_size, num_classes=classes)
     items = EvalItems(dataset, metadata, cfg.data.mask_root, cfg.data.eval_size)
     sampler = ShardSampler(len(items), ctx.rank, ctx.world_size)
-    return DataLoader(items, batch_size=cfg.train.eval_batch_size, sampler=sampler,
+    return FcamDataLoader(items, batch_size=cfg.train.eval_batch_size, sampler=sampler,
                       num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda")

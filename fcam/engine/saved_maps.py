@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from fcam.data import Metadata
 from fcam.engine.evaluation import make_evaluator
-from fcam.engine.loaders import mask_targets
+from fcam.engine.loaders import FcamDataLoader, mask_targets
 from fcam.errors import FcamError
 from fcam.metrics import normalize_scoremap, resize_scoremap
 
@@ -74,7 +74,7 @@ def evaluate_saved_maps(scoremap_root: str | Path, metadata: Metadata, mask_root
                         batch_size: int = 32, num_workers: int = 0, progress: bool = True) -> dict:
     """MaxBoxAcc/MaxBoxAccV2 (box data) or PxAP (mask data) of the saved maps, in percent."""
     dataset = SavedMaps(scoremap_root, metadata, mask_root, eval_size, normalize)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    loader = FcamDataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     evaluator = make_evaluator(metadata, cam_curve_interval)
     gt_boxes = metadata.gt_boxes(eval_size) if metadata.kind == "box" else None
     for batch in tqdm(loader, desc="evaluate", disable=None if progress else True, dynamic_ncols=True):
