@@ -4,12 +4,37 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_image, read_file
 
 from fcam.data.metadata import Metadata
 from fcam.data.transforms import PairedTransform
 from fcam.errors import FcamError
+
+BACKENDS = ("torchvision", "pil")
+"""How training images are decoded and resized (see :mod:`fcam.data.transforms`)."""
+
+
+def read_image(path: Path, backend: str = "pil") -> Image.Image | torch.Tensor:
+    """An image file as RGB: a PIL image (``"pil"``) or a uint8 ``(3, H, W)`` tensor decoded by
+    torchvision (``"torchvision"``: JPEG, PNG, WebP, GIF; other files, and 16-bit PNGs, are
+    read with PIL). Neither applies the EXIF orientation, as the reference does not."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torchvision":
+        try:
+            pixels = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+        except RuntimeError:
+            pixels = None  # a format torchvision does not decode, or a broken file: PIL says which
+        if pixels is not None and pixels.dtype == torch.uint8 and pixels.dim() == 3:
+            return pixels
+    try:
+        with Image.open(path) as file:
+            return file.convert("RGB")
+    except OSError as error:
+        raise FcamError(f"cannot read image {path}: {error}") from error
 
 
 class WSOLDataset(Dataset):
@@ -19,7 +44,9 @@ class WSOLDataset(Dataset):
     dataset (wsolevaluation keeps CUB images at ``<data_root>/CUB/<image_id>``, so callers pass
     ``<data_root>/<dataset>``). An item is a dict with ``image`` (3, H, W) ImageNet-normalized,
     ``raw`` (3, H, W) float 0..255 under the same crop and flip, ``label``, ``index`` and
-    ``image_id``. With ``num_classes`` given, every label must be below it.
+    ``image_id``. With ``num_classes`` given, every label must be below it. ``train_backend``
+    decodes and resizes training images (``"torchvision"``, faster, or ``"pil"``, the
+    reference's); evaluation images always go through PIL.
     """
 
     def __init__(
@@ -30,9 +57,13 @@ class WSOLDataset(Dataset):
         resize_size: int = 256,
         crop_size: int = 224,
         num_classes: int | None = None,
+        train_backend: str = "torchvision",
     ) -> None:
+        if train_backend not in BACKENDS:
+            raise ValueError(f"train_backend must be one of {BACKENDS}, got {train_backend!r}")
         self.image_root = Path(image_root)
         self.metadata = metadata
+        self.backend = train_backend if train else "pil"
         self.transform = PairedTransform(train, resize_size, crop_size)
         if num_classes is not None:
             folder = metadata.folder or Path(metadata.dataset, metadata.split)
@@ -48,13 +79,7 @@ class WSOLDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         image_id = self.metadata.image_ids[index]
-        path = self.image_root / image_id
-        try:
-            with Image.open(path) as file:
-                image = file.convert("RGB")
-        except OSError as error:
-            raise FcamError(f"cannot read image {path}: {error}") from error
-        normalized, raw = self.transform(image)
+        normalized, raw = self.transform(read_image(self.image_root / image_id, self.backend))
         return {
             "image": normalized,
             "raw": raw,

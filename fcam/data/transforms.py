@@ -1,16 +1,24 @@
 """Image transforms of the wsolevaluation protocol, giving the raw image alongside the normalized one.
 
 Training: resize to ``resize_size`` squared, random ``crop_size`` crop, random horizontal flip.
-Evaluation: resize to ``crop_size`` squared. Resizing is torchvision's (PIL bilinear), as in the
-reference loaders. The dense CRF loss needs the un-normalized 0..255 image under the same
-geometry, so both come out of one transform with a single draw of its random parameters.
+Evaluation: resize to ``crop_size`` squared. The dense CRF loss needs the un-normalized 0..255
+image under the same geometry, so both come out of one transform with a single draw of its
+random parameters.
+
+The reference loaders resize PIL images with PIL's bilinear filter (through torchvision); a PIL
+image given here is resized exactly so, and evaluation always gets PIL images. Training may
+instead get a uint8 tensor decoded by torchvision, resized with torchvision's antialiased
+bilinear kernel: ``scripts/bench_data.py`` measures it about twice as fast per worker and at
+most one grey level away from PIL on a fraction of a percent of the values (decoding itself is
+identical). That is far below what the random crop and flip change, so it is acceptable for
+training; it is never used for evaluation, where the maps must come from the reference's inputs.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
+import torchvision.transforms.v2.functional as F
 from PIL import Image
 
 from fcam.errors import FcamError
@@ -19,11 +27,24 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def resize_square(image: Image.Image | torch.Tensor, side: int) -> torch.Tensor:
+    """The image resized to ``side`` x ``side`` as a uint8 ``(3, side, side)`` tensor: PIL
+    bilinear for a PIL RGB image (the reference's), torchvision's antialiased bilinear for a
+    uint8 ``(3, H, W)`` tensor."""
+    if isinstance(image, Image.Image):
+        resized = image.resize((side, side), Image.BILINEAR)
+        return torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1)
+    return F.resize(image, [side, side], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
+
+
 class PairedTransform:
-    """Maps a PIL RGB image to ``(normalized, raw)`` float32 tensors of shape ``(3, H, W)``.
+    """Maps a PIL RGB image or a uint8 ``(3, H, W)`` tensor to ``(normalized, raw)`` float32
+    tensors of shape ``(3, S, S)``.
 
     The random crop offsets and the flip come from torch's global generator, so
-    ``torch.manual_seed`` and DataLoader worker seeding make them reproducible.
+    ``torch.manual_seed`` and DataLoader worker seeding make them reproducible. Normalizing
+    divides by 255, subtracts the mean and divides by the std in that order, as torchvision's
+    ``ToTensor`` + ``Normalize`` do, so evaluation inputs equal the reference's bit for bit.
     """
 
     def __init__(self, train: bool, resize_size: int = 256, crop_size: int = 224) -> None:
@@ -35,10 +56,9 @@ class PairedTransform:
         self._mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
-    def __call__(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, image: Image.Image | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         side = self.resize_size if self.train else self.crop_size
-        image = TF.resize(image, [side, side])
-        pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+        pixels = resize_square(image, side)
         if self.train:
             span = side - self.crop_size + 1
             top, left = torch.randint(0, span, (2,)).tolist()
@@ -46,5 +66,5 @@ class PairedTransform:
             if torch.rand(()).item() < 0.5:
                 pixels = pixels.flip(-1)
         raw = pixels.float()
-        normalized = (raw / 255.0 - self._mean) / self._std
+        normalized = raw.div(255.0).sub_(self._mean).div_(self._std)
         return normalized, raw.contiguous()

@@ -3,6 +3,7 @@ without padding for evaluation so that every image is scored exactly once over a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -26,6 +27,22 @@ def num_classes(cfg: Config, train_meta: Metadata) -> int:
 
 def image_root(cfg: Config) -> Path:
     return Path(cfg.data.root) / cfg.data.dataset
+
+
+MAX_AUTO_WORKERS = 8
+
+
+def resolve_num_workers(num_workers: int, local_world_size: int = 1) -> int:
+    """``data.num_workers``, with -1 meaning min(8, CPU cores available to this process divided
+    by the processes on this machine), and 0 (load in the main process) when that leaves one
+    core: a single worker would only compete with the main process for it."""
+    if num_workers < -1:
+        raise FcamError(f"config key 'data.num_workers' must be -1 (auto) or >= 0, got {num_workers}")
+    if num_workers >= 0:
+        return num_workers
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_rank = max(1, available // max(1, local_world_size))
+    return 0 if per_rank == 1 else min(MAX_AUTO_WORKERS, per_rank)
 
 
 class ShardSampler(Sampler[int]):
@@ -62,33 +79,37 @@ class EvalItems(Dataset):
 
 
 def mask_targets(metadata: Metadata, image_id: str, mask_root: str | Path | None, size: int) -> dict:
-    """``gt_mask`` and ``ignore_mask`` tensors of an image at the evaluation size (mask data),
-    or nothing (box data)."""
+    """``gt_mask`` and ``ignore_mask`` tensors of an image at the evaluation size (mask data,
+    read from ``<mask_root>/<dataset>/``), or nothing (box data). A split without ground truth
+    is an error."""
+    metadata.require_ground_truth()
     if metadata.kind != "mask":
         return {}
     paths, ignore = metadata.masks[image_id]
-    mask, ignored = load_gt_mask(mask_root, paths, ignore, size)
+    mask, ignored = load_gt_mask(mask_root, paths, ignore, size, dataset=metadata.dataset)
     return {"gt_mask": torch.from_numpy(mask), "ignore_mask": torch.from_numpy(ignored)}
 
 
 def train_loader(cfg: Config, metadata: Metadata, ctx: DistContext, batch_size: int,
                  classes: int | None = None) -> DataLoader:
     dataset = WSOLDataset(image_root(cfg), metadata, train=True, resize_size=cfg.data.resize_size,
-                          crop_size=cfg.data.crop_size, num_classes=classes)
+                          crop_size=cfg.data.crop_size, num_classes=classes, train_backend=cfg.data.train_backend)
     if len(dataset) < batch_size * ctx.world_size:
         raise FcamError(f"split '{metadata.split}' of {metadata.dataset} has {len(dataset)} images, "
                         f"fewer than one batch ({batch_size} x {ctx.world_size} processes)")
     sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
                                  shuffle=True, seed=cfg.train.seed, drop_last=True)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
-                      num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda",
-                      persistent_workers=False)
+                      num_workers=resolve_num_workers(cfg.data.num_workers, ctx.local_world_size),
+                      pin_memory=ctx.device.type == "cuda", persistent_workers=False)
 
 
 def eval_loader(cfg: Config, metadata: Metadata, ctx: DistContext, classes: int | None = None) -> DataLoader:
+    metadata.require_ground_truth()
     dataset = WSOLDataset(image_root(cfg), metadata, train=False, resize_size=cfg.data.resize_size,
                           crop_size=cfg.data.crop_size, num_classes=classes)
     items = EvalItems(dataset, metadata, cfg.data.mask_root, cfg.data.eval_size)
     sampler = ShardSampler(len(items), ctx.rank, ctx.world_size)
     return DataLoader(items, batch_size=cfg.train.eval_batch_size, sampler=sampler,
-                      num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda")
+                      num_workers=resolve_num_workers(cfg.data.num_workers, ctx.local_world_size),
+                      pin_memory=ctx.device.type == "cuda")
