@@ -7,10 +7,10 @@ random parameters.
 
 The reference loaders resize PIL images with PIL's bilinear filter (through torchvision); a PIL
 image given here is resized exactly so, and evaluation always gets PIL images. Training may
-instead get a uint8 tensor decoded by torchvision, resized with torchvision's antialiased
-bilinear kernel: ``scripts/bench_data.py`` measures it about twice as fast per worker and at
-most one grey level away from PIL on a fraction of a percent of the values (decoding itself is
-identical). That is far below what the random crop and flip change, so it is acceptable for
+instead get a uint8 tensor (decoded by OpenCV: the same pixels as PIL) resized with torchvision's
+antialiased bilinear kernel. ``scripts/bench_data.py`` measures that path about twice as fast per
+worker, and its resize at most one grey level away from PIL's on a fraction of a percent of the
+values. That is far below what the random crop and flip change, so it is acceptable for
 training; it is never used for evaluation, where the maps must come from the reference's inputs.
 """
 
