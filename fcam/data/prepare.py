@@ -236,7 +236,6 @@ def draw_splits(images: dict[str, SourceImage], classes: list[str], annotated: s
     """Per class, ``round(n * fraction)`` (at least 1) annotated images for val and for test,
     drawn with ``random.Random(seed)``; the others go to train. The same inputs and seed give
     the same splits on any machine."""
-    check_fractions(fractions)
     rng = random.Random(seed)
     splits: dict[str, list[str]] = {name: [] for name in SPLITS}
     for label, name in enumerate(classes):
@@ -283,6 +282,8 @@ def prepare_dataset(images_dir: str | Path, out: str | Path, dataset: str, *, bo
         raise FcamError("pass exactly one of --boxes CSV and --masks CSV_OR_FOLDER")
     if link not in LINK_MODES:
         raise FcamError(f"--link must be one of {', '.join(LINK_MODES)}, got {link!r}")
+    if splits is None:
+        check_fractions(fractions)
     targets = [out / part / dataset for part in ("images", "metadata", "masks")]
     _check_output(images_dir, targets, overwrite)
 
