@@ -11,12 +11,12 @@ import pytest
 import torch
 import torchvision.transforms as T
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from fcam.data import DATASETS, WSOLDataset, load_gt_mask, load_metadata
 from fcam.data.dataset import BACKENDS, read_image
-from fcam.data.transforms import IMAGENET_MEAN, IMAGENET_STD, resize_square
-from fcam.engine.loaders import resolve_num_workers
+from fcam.data.transforms import IMAGENET_MEAN, IMAGENET_STD, complete_batch, resize_square
+from fcam.engine.loaders import UInt8Loader, resolve_num_workers
 from fcam.errors import FcamError
 
 CUB_FILES = {
@@ -301,8 +301,8 @@ def test_train_items_share_one_crop_and_flip_and_are_reproducible(image_split, b
     dataset = WSOLDataset(root, meta, train=True, resize_size=20, crop_size=12, train_backend=backend)
     resized = resize_square(read_image(root / "c0/im0.png", backend), 20).permute(1, 2, 0).numpy()
     reference = np.asarray(Image.open(root / "c0/im0.png").convert("RGB").resize((20, 20), Image.BILINEAR))
-    # PIL's bilinear is the reference's; torchvision's antialiased kernel is at most one level off.
-    assert np.abs(resized.astype(int) - reference).max() <= (0 if backend == "pil" else 1)
+    # PIL's bilinear is the reference's; torchvision's antialiased kernel is a level or two off at most.
+    assert np.abs(resized.astype(int) - reference).max() <= (0 if backend == "pil" else 2)
     windows = {}
     for seed in range(12):
         torch.manual_seed(seed)
@@ -370,6 +370,25 @@ def test_auto_num_workers_follows_the_cores_per_local_rank(monkeypatch):
         assert resolve_num_workers(-1, ranks) == expected, (cores, ranks)
     with pytest.raises(FcamError, match="'data.num_workers' must be -1"):
         resolve_num_workers(-2)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_uint8_items_completed_per_batch_equal_float_items(image_split, train):
+    root, meta = image_split
+    floats = WSOLDataset(root, meta, train=train, resize_size=20, crop_size=16)
+    small = WSOLDataset(root, meta, train=train, resize_size=20, crop_size=16, uint8=True)
+    torch.manual_seed(0)
+    expected = default_collate([floats[i] for i in range(3)])
+    torch.manual_seed(0)
+    items = [small[i] for i in range(3)]
+    assert items[0]["raw"].dtype == torch.uint8 and "image" not in items[0]
+    batch = complete_batch(default_collate(items))
+    assert batch["raw"].dtype == batch["image"].dtype == torch.float32
+    for key in ("image", "raw"):
+        torch.testing.assert_close(batch[key], expected[key], rtol=0, atol=0)
+    assert batch["image_id"] == expected["image_id"] and batch["label"].tolist() == expected["label"].tolist()
+    loaded = next(iter(UInt8Loader(small, batch_size=3, device="cpu")))
+    assert loaded["image"].shape == (3, 3, 16, 16) and loaded["raw"].dtype == torch.float32
 
 
 def test_items_collate_in_a_loader(image_split):

@@ -50,8 +50,10 @@ class WSOLDataset(Dataset):
     ``<data_root>/<dataset>``). An item is a dict with ``image`` (3, H, W) ImageNet-normalized,
     ``raw`` (3, H, W) float 0..255 under the same crop and flip, ``label``, ``index`` and
     ``image_id``. With ``num_classes`` given, every label must be below it. ``train_backend``
-    decodes and resizes training images (``"torchvision"``, faster, or ``"pil"``, the
-    reference's); evaluation images always go through PIL.
+    decodes and resizes training images (``"fast"`` or ``"pil"``, the reference's; see
+    :mod:`fcam.data.transforms`); evaluation images always go through PIL. With ``uint8`` an
+    item's ``raw`` is the uint8 image and ``image`` is left to
+    :func:`fcam.data.transforms.complete_batch`, after collation (the loaders do that).
     """
 
     def __init__(
@@ -63,12 +65,14 @@ class WSOLDataset(Dataset):
         crop_size: int = 224,
         num_classes: int | None = None,
         train_backend: str = "fast",
+        uint8: bool = False,
     ) -> None:
         if train_backend not in BACKENDS:
             raise ValueError(f"train_backend must be one of {BACKENDS}, got {train_backend!r}")
         self.image_root = Path(image_root)
         self.metadata = metadata
         self.backend = train_backend if train else "pil"
+        self.uint8 = uint8
         self.transform = PairedTransform(train, resize_size, crop_size)
         if num_classes is not None:
             folder = metadata.folder or Path(metadata.dataset, metadata.split)
@@ -84,11 +88,9 @@ class WSOLDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         image_id = self.metadata.image_ids[index]
-        normalized, raw = self.transform(read_image(self.image_root / image_id, self.backend))
-        return {
-            "image": normalized,
-            "raw": raw,
-            "label": self.metadata.labels[index],
-            "index": index,
-            "image_id": image_id,
-        }
+        image = read_image(self.image_root / image_id, self.backend)
+        item = {"label": self.metadata.labels[index], "index": index, "image_id": image_id}
+        if self.uint8:
+            return {"raw": self.transform.pixels(image), **item}
+        normalized, raw = self.transform(image)
+        return {"image": normalized, "raw": raw, **item}

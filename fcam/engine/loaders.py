@@ -12,6 +12,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from fcam.config import Config
 from fcam.data import Metadata, WSOLDataset, load_gt_mask, load_metadata
+from fcam.data.transforms import complete_batch
 from fcam.engine.distributed import DistContext
 from fcam.errors import FcamError
 
@@ -59,6 +60,21 @@ class ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
+class UInt8Loader(DataLoader):
+    """A DataLoader over ``WSOLDataset(uint8=True)`` items whose batches come out with float
+    ``raw`` and normalized ``image`` made on ``device`` (:func:`complete_batch`): workers send
+    uint8 images, an eighth of the float pair, which ``scripts/bench_data.py`` measures as the
+    largest cost of a worker after decoding."""
+
+    def __init__(self, *args, device: torch.device | str = "cpu", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.device = device
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            yield complete_batch(batch, self.device)
+
+
 class EvalItems(Dataset):
     """A WSOLDataset whose items also carry the ground truth at the evaluation size:
     the boxes' index into the metadata, or the protocol's mask and ignore mask (read in the
@@ -93,23 +109,24 @@ def mask_targets(metadata: Metadata, image_id: str, mask_root: str | Path | None
 def train_loader(cfg: Config, metadata: Metadata, ctx: DistContext, batch_size: int,
                  classes: int | None = None) -> DataLoader:
     dataset = WSOLDataset(image_root(cfg), metadata, train=True, resize_size=cfg.data.resize_size,
-                          crop_size=cfg.data.crop_size, num_classes=classes, train_backend=cfg.data.train_backend)
+                          crop_size=cfg.data.crop_size, num_classes=classes, train_backend=cfg.data.train_backend,
+                          uint8=True)
     if len(dataset) < batch_size * ctx.world_size:
         raise FcamError(f"split '{metadata.split}' of {metadata.dataset} has {len(dataset)} images, "
                         f"fewer than one batch ({batch_size} x {ctx.world_size} processes)")
     sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
                                  shuffle=True, seed=cfg.train.seed, drop_last=True)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
-                      num_workers=resolve_num_workers(cfg.data.num_workers, ctx.local_world_size),
-                      pin_memory=ctx.device.type == "cuda", persistent_workers=False)
+    return UInt8Loader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, device=ctx.device,
+                       num_workers=resolve_num_workers(cfg.data.num_workers, ctx.local_world_size),
+                       pin_memory=ctx.device.type == "cuda", persistent_workers=False)
 
 
 def eval_loader(cfg: Config, metadata: Metadata, ctx: DistContext, classes: int | None = None) -> DataLoader:
     metadata.require_ground_truth()
     dataset = WSOLDataset(image_root(cfg), metadata, train=False, resize_size=cfg.data.resize_size,
-                          crop_size=cfg.data.crop_size, num_classes=classes)
+                          crop_size=cfg.data.crop_size, num_classes=classes, uint8=True)
     items = EvalItems(dataset, metadata, cfg.data.mask_root, cfg.data.eval_size)
     sampler = ShardSampler(len(items), ctx.rank, ctx.world_size)
-    return DataLoader(items, batch_size=cfg.train.eval_batch_size, sampler=sampler,
-                      num_workers=resolve_num_workers(cfg.data.num_workers, ctx.local_world_size),
-                      pin_memory=ctx.device.type == "cuda")
+    # Completed on the CPU: figures read evaluation batches' images with .numpy().
+    return UInt8Loader(items, batch_size=cfg.train.eval_batch_size, sampler=sampler,
+                       num_workers=resolve_num_workers(cfg.data.num_workers, ctx.local_world_size))
