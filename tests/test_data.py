@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -156,6 +158,13 @@ def test_missing_file_unknown_dataset_and_split_list_what_is_there(tmp_path):
         with pytest.raises(FcamError, match="must be a folder name"):
             load_metadata(tmp_path, bad, "val")
     assert set(DATASETS) == {"CUB", "ILSVRC", "OpenImages"}  # the known ones, described for help texts
+
+
+def test_fcam_data_loads_its_readers_without_torch_and_the_rest_on_use():
+    code = ("import sys; from fcam.data import DATASETS, load_metadata; "
+            "heavy = {'torch', 'torchvision', 'cv2', 'matplotlib'} & set(sys.modules); assert not heavy, heavy; "
+            "from fcam.data import WSOLDataset, load_gt_mask, prepare_dataset; assert 'torch' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.parametrize("name", ["Birds", "ILSVRC", "OpenImages"])
