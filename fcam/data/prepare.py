@@ -233,9 +233,9 @@ def check_fractions(fractions: tuple[float, float, float]) -> None:
 
 def draw_splits(images: dict[str, SourceImage], classes: list[str], annotated: set[str],
                 fractions: tuple[float, float, float], seed: int) -> dict[str, list[str]]:
-    """Per class, ``round(n * fraction)`` (at least 1) annotated images for val and for test,
-    drawn with ``random.Random(seed)``; the others go to train. The same inputs and seed give
-    the same splits on any machine."""
+    """Per class, ``n * fraction`` rounded half up (at least 1) annotated images for val and for
+    test, drawn with ``random.Random(seed)``; the others go to train. The same inputs and seed
+    give the same splits on any machine and Python version."""
     rng = random.Random(seed)
     splits: dict[str, list[str]] = {name: [] for name in SPLITS}
     for label, name in enumerate(classes):
@@ -246,13 +246,23 @@ def draw_splits(images: dict[str, SourceImage], classes: list[str], annotated: s
             raise FcamError(f"class {name!r}: {len(ids)} images, {len(with_gt)} with localization; the fractions "
                             f"{' '.join(f'{f:g}' for f in fractions)} need {n_val} (val) + {n_test} (test) annotated "
                             "images and at least one left for train. Annotate more, change --fractions or pass --splits")
-        rng.shuffle(with_gt)
+        with_gt = _shuffled(with_gt, rng)
         held_out = {"val": with_gt[:n_val], "test": with_gt[n_val:n_val + n_test]}
         for split, chosen in held_out.items():
             splits[split] += chosen
         taken = set(held_out["val"]) | set(held_out["test"])
         splits[TRAIN] += [i for i in ids if i not in taken]
     return splits
+
+
+def _shuffled(items: list[str], rng: random.Random) -> list[str]:
+    """Fisher-Yates on ``rng.random()``, whose sequence Python keeps across versions (that of
+    ``random.shuffle`` is not promised)."""
+    items = list(items)
+    for i in range(len(items) - 1, 0, -1):
+        j = int(rng.random() * (i + 1))
+        items[i], items[j] = items[j], items[i]
+    return items
 
 
 def check_annotated(splits: dict[str, list[str]], annotated: set[str]) -> None:
