@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,17 @@ import yaml
 
 from fcam.errors import FcamError
 from fcam.interpolation import INTERPOLATIONS
+from fcam.models.registry import BACKBONES, TORCHVISION_PREFIX, backbone_problem, output_stride_problem
 
 
-def _opt(default: Any, help: str, choices: tuple | None = None) -> Any:
-    """A config field with its documentation (and allowed values) attached."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+def _opt(default: Any, help: str, choices: tuple | None = None,
+         check: Callable[[Any], str | None] | None = None) -> Any:
+    """A config field with its documentation (and allowed values) attached.
+
+    ``check`` validates values that no list of choices can hold: it returns why a value is
+    wrong (completing "config key 'KEY' ...") or None.
+    """
+    return field(default=default, metadata={"help": help, "choices": choices, "check": check})
 
 
 @dataclass
@@ -49,9 +56,13 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = _opt("resnet50", "WSOL encoder (28x28 top map at 224).",
-                         ("resnet50", "vgg16", "inceptionv3", "resnet18"))
+    backbone: str = _opt("resnet50", f"Backbone: a WSOL trunk ({', '.join(BACKBONES)}: 28x28 top map at 224) "
+                         f"or {TORCHVISION_PREFIX}NAME, any torchvision classification model (see Backbones).",
+                         check=backbone_problem)
     pretrained: str = _opt("imagenet", "'imagenet' (torchvision weights), 'none' (random init) or a weights file.")
+    output_stride: int = _opt(0, "Stride of the top map: 0 keeps the backbone's own; 8 or 16 dilate the last "
+                              "stages of a torchvision ResNet-50/101/152, ResNeXt or Wide ResNet.",
+                              check=output_stride_problem)
 
 
 @dataclass
@@ -68,7 +79,8 @@ class TrainConfig:
     epochs: int = _opt(50, "Classifier training epochs.")
     batch_size: int = _opt(32, "Batch size per process.")
     lr: float = _opt(1.7e-3, "SGD learning rate of the pretrained layers.")
-    new_layers_lr_mult: float = _opt(10.0, "Learning-rate multiplier of the new layers (head, VGG conv6, SPG blocks).")
+    new_layers_lr_mult: float = _opt(10.0, "Learning-rate multiplier of the layers wsolevaluation trains faster "
+                                     "(fc; ResNet layer4, VGG conv6, SPG blocks).")
     momentum: float = _opt(0.9, "SGD momentum.")
     weight_decay: float = _opt(1e-4, "SGD weight decay.")
     lr_decay_epochs: int = _opt(15, "Step schedule: multiply the learning rate by lr_decay_factor every this many epochs.")
@@ -161,6 +173,9 @@ def _fill(obj: Any, values: dict, prefix: str, source: str) -> None:
         choices = fields[name].metadata.get("choices")
         if choices and value not in choices:
             raise FcamError(f"{source}: config key '{key}' must be one of {', '.join(choices)}; got {value!r}")
+        check = fields[name].metadata.get("check")
+        if check is not None and (problem := check(value)):
+            raise FcamError(f"{source}: config key '{key}' {problem}")
         setattr(obj, name, value)
 
 

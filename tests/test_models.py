@@ -4,20 +4,41 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
+import sys
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
 
+from fcam.config import load_config, markdown_table as config_table
 from fcam.errors import FcamError
 from fcam.models import BACKBONES, FCAMModel, WSOLClassifier, build_classifier, build_decoder, build_fcam
+from fcam.models.registry import BackboneSpec, markdown_table
 
-# Top-map channels and decoder sizes stated in SPEC sections 4 and 6.
+ROOT = Path(__file__).resolve().parents[1]
+# Top-map channels and decoder sizes stated in the paper (F-CAM, Belharbi et al.) and Choe et al.
 TOP_CHANNELS = {"resnet50": 2048, "vgg16": 1024, "inceptionv3": 1024, "resnet18": 512}
 DECODER_MILLIONS = {"resnet50": 9.0, "inceptionv3": 5.7, "vgg16": 23.1}
-# Layers that ImageNet checkpoints lack (SPEC section 4), besides fc.
+# Layers that ImageNet checkpoints lack, besides fc.
 NEW_LAYERS = {"resnet50": (), "resnet18": (), "vgg16": ("conv6",), "inceptionv3": ("SPG_A3_1b", "SPG_A3_2b")}
+# wsolevaluation's main.py (Trainer._FEATURE_PARAM_LAYER_PATTERNS and _set_optimizer): a
+# substring test on parameter names; ResNet's patterns select the x10 group, VGG's and
+# InceptionV3's select the base group.
+X10_PATTERNS = {"resnet": ("layer4.", "fc.")}
+BASE_PATTERNS = {"vgg": ("features.",), "inception": ("Mixed", "Conv2d_1", "Conv2d_2", "Conv2d_3", "Conv2d_4")}
+
+
+def in_wsolevaluation_x10_group(backbone: str, name: str) -> bool:
+    for family, patterns in X10_PATTERNS.items():
+        if backbone.startswith(family):
+            return any(p in name for p in patterns)
+    for family, patterns in BASE_PATTERNS.items():
+        if backbone.startswith(family):
+            return not any(p in name for p in patterns)
+    raise KeyError(backbone)
 
 
 @pytest.fixture(autouse=True)
@@ -37,9 +58,33 @@ def test_unknown_backbone_lists_the_supported_ones() -> None:
         build_classifier("resnet101", 10)
     for name in BACKBONES:
         assert name in str(info.value)
+    assert "torchvision/resnet101" in str(info.value)
 
 
-@pytest.mark.parametrize("backbone", BACKBONES)
+def test_backbones_is_one_dict_that_config_and_readme_derive_from() -> None:
+    assert isinstance(BACKBONES, dict) and list(BACKBONES) == ["resnet50", "vgg16", "inceptionv3", "resnet18"]
+    assert all(isinstance(spec, BackboneSpec) for spec in BACKBONES.values())
+    for name in [*BACKBONES, "torchvision/resnet34"]:
+        assert load_config(None, [f"model.backbone={name}"]).model.backbone == name
+    for bad in ("resnet34", "torchvision/", "timm/resnet18"):
+        with pytest.raises(FcamError, match="'model.backbone' must be one of") as info:
+            load_config(None, [f"model.backbone={bad}"])
+        assert all(name in str(info.value) for name in BACKBONES)
+    backbone_row = next(line for line in config_table().splitlines() if line.startswith("| `model.backbone`"))
+    assert all(name in backbone_row for name in BACKBONES)
+    readme = (ROOT / "README.md").read_text()
+    assert markdown_table() in readme, "README's backbone table is stale: paste `python -m fcam.models.registry`"
+    assert all(f"| `{name}` |" in markdown_table() for name in BACKBONES)
+
+
+def test_registry_and_config_import_without_torch() -> None:
+    # (The heavy names stay importable from fcam.models: the imports at the top of this file.)
+    code = ("import sys, fcam.models.registry, fcam.config, fcam.models; "
+            "heavy = {'torch', 'torchvision'} & set(sys.modules); assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
 def test_top_map_is_28x28_at_224(backbone: str, classifiers: dict[str, WSOLClassifier]) -> None:
     classifier = classifiers[backbone]
     captured = []
@@ -47,6 +92,8 @@ def test_top_map_is_28x28_at_224(backbone: str, classifiers: dict[str, WSOLClass
     with torch.no_grad():
         features, logits = classifier.forward_features(torch.randn(1, 3, 224, 224))
     handle.remove()
+    spec = BACKBONES[backbone]
+    assert spec.top_channels == TOP_CHANNELS[backbone] and spec.top_stride == 8
     assert features[-1].shape == (1, TOP_CHANNELS[backbone], 28, 28)
     assert logits.shape == (1, 5)
     assert tuple(f.shape[1] for f in features) == classifier.encoder_channels
@@ -64,7 +111,7 @@ def test_resnet18_features_at_64() -> None:
     assert logits.shape == (2, 3)
 
 
-@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("backbone", list(BACKBONES))
 def test_forward_features_logits_equal_forward(backbone: str, classifiers: dict[str, WSOLClassifier]) -> None:
     classifier = classifiers[backbone]
     x = torch.randn(2, 3, 32, 32)
@@ -77,25 +124,58 @@ def test_forward_features_logits_equal_forward(backbone: str, classifiers: dict[
     torch.testing.assert_close(logits, top.mean(dim=(2, 3)) @ classifier.fc.weight.T + classifier.fc.bias)
 
 
-@pytest.mark.parametrize("backbone", BACKBONES)
-def test_parameter_groups_partition_trainable_parameters(
-    backbone: str, classifiers: dict[str, WSOLClassifier]
-) -> None:
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_parameter_groups_follow_wsolevaluation(backbone: str, classifiers: dict[str, WSOLClassifier]) -> None:
     classifier = copy.deepcopy(classifiers[backbone])
-    pretrained, new = classifier.parameter_groups()
-    ids_pretrained, ids_new = {id(p) for p in pretrained}, {id(p) for p in new}
-    assert not ids_pretrained & ids_new
-    assert ids_pretrained | ids_new == {id(p) for p in classifier.parameters()}
+    base, mult = classifier.parameter_groups()
+    ids_base, ids_mult = {id(p) for p in base}, {id(p) for p in mult}
+    assert not ids_base & ids_mult
+    assert ids_base | ids_mult == {id(p) for p in classifier.parameters()}
     names = {id(p): n for n, p in classifier.named_parameters()}
-    new_prefixes = ("fc.",) + tuple(f"encoder.{layer}." for layer in NEW_LAYERS[backbone])
-    assert {names[i] for i in ids_new} == {n for n in names.values() if n.startswith(new_prefixes)}
+    assert {names[i] for i in ids_mult} == {n for n in names.values() if in_wsolevaluation_x10_group(backbone, n)}
+    # The README's table says which layers get x10.
+    assert all(layer in BACKBONES[backbone].summary for layer in classifier.encoder.lr_mult_layers)
 
     classifier.encoder.requires_grad_(False)
-    pretrained, new = classifier.parameter_groups()
-    assert pretrained == [] and {id(p) for p in new} == {id(classifier.fc.weight), id(classifier.fc.bias)}
+    base, mult = classifier.parameter_groups()
+    assert base == [] and {id(p) for p in mult} == {id(classifier.fc.weight), id(classifier.fc.bias)}
 
 
-@pytest.mark.parametrize("backbone", BACKBONES)
+def test_resnet_layer4_gets_x10_but_loads_from_imagenet(classifiers: dict[str, WSOLClassifier]) -> None:
+    encoder = classifiers["resnet50"].encoder
+    assert encoder.is_lr_mult_parameter("layer4.0.conv1.weight")
+    assert not encoder.is_new_parameter("layer4.0.conv1.weight")
+    _, mult = classifiers["resnet50"].parameter_groups()
+    layer4 = [p for n, p in classifiers["resnet50"].named_parameters() if n.startswith("encoder.layer4.")]
+    assert len(mult) == len(layer4) + 2
+
+
+def test_inceptionv3_dropout_in_train_mode_only(classifiers: dict[str, WSOLClassifier]) -> None:
+    classifier = copy.deepcopy(classifiers["inceptionv3"])
+    no_dropout = copy.deepcopy(classifier)
+    no_dropout.encoder.dropout = no_dropout.encoder.head_dropout = 0.0
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        classifier.eval()
+        no_dropout.eval()
+        features, logits = classifier.forward_features(x)
+        assert torch.equal(logits, classifier(x)) and torch.equal(logits, no_dropout(x))
+        assert torch.equal(features[-1], no_dropout.forward_features(x)[0][-1])
+
+        classifier.train()
+        no_dropout.train()
+        assert torch.equal(no_dropout(x), no_dropout(x))  # without dropout, train mode is deterministic
+        captured = []
+        handle = classifier.cam_target_layer.register_forward_hook(lambda m, i, o: captured.append(o))
+        features, logits = classifier.forward_features(x)
+        handle.remove()
+        assert not torch.equal(logits, classifier(x))
+        # Dropped out on the way to the head only: the returned top map is the target layer's output.
+        assert torch.equal(captured[0], features[-1])
+        assert not torch.allclose(logits, classifier.fc(features[-1].mean(dim=(2, 3))))
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
 def test_fcam_output_matches_odd_input_size(backbone: str, classifiers: dict[str, WSOLClassifier]) -> None:
     model = build_fcam(copy.deepcopy(classifiers[backbone])).eval()
     with torch.no_grad():
@@ -137,20 +217,32 @@ def test_fcam_training_step_changes_only_the_decoder() -> None:
     assert any(k.endswith("weight") for k in changed)
 
 
-def test_imagenet_without_network_says_where_to_put_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+# backbone -> (its whole torchvision network, its ImageNet weights, prefix of the trunk's keys)
+IMAGENET = {
+    "resnet18": ("resnet18", torchvision.models.ResNet18_Weights.IMAGENET1K_V1, ""),
+    "torchvision/mobilenet_v3_small": ("mobilenet_v3_small", torchvision.models.MobileNet_V3_Small_Weights.DEFAULT,
+                                       "body."),
+}
+
+
+@pytest.mark.parametrize("backbone", list(IMAGENET))
+def test_imagenet_without_network_says_where_to_put_the_file(backbone: str, monkeypatch: pytest.MonkeyPatch) -> None:
     def offline(*args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("network unreachable")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(FcamError) as info:
-        build_classifier("resnet18", 3, pretrained="imagenet")
+        build_classifier(backbone, 3, pretrained="imagenet")
     message = str(info.value)
-    assert os.path.join(torch.hub.get_dir(), "checkpoints", "resnet18-f37072fd.pth") in message
+    filename = os.path.basename(IMAGENET[backbone][1].url)
+    assert os.path.join(torch.hub.get_dir(), "checkpoints", filename) in message
     assert "network unreachable" in message
 
 
-def test_imagenet_weights_come_from_the_hub_loader(monkeypatch: pytest.MonkeyPatch) -> None:
-    reference = torchvision.models.resnet18(weights=None).state_dict()
+@pytest.mark.parametrize("backbone", list(IMAGENET))
+def test_imagenet_weights_come_from_the_hub_loader(backbone: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    net, weights, prefix = IMAGENET[backbone]
+    reference = torchvision.models.get_model(net).state_dict()
     urls = []
 
     def cached(url: str, **kwargs: object) -> dict[str, torch.Tensor]:
@@ -158,11 +250,12 @@ def test_imagenet_weights_come_from_the_hub_loader(monkeypatch: pytest.MonkeyPat
         return reference
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", cached)
-    encoder_state = build_classifier("resnet18", 3, pretrained="imagenet").encoder.state_dict()
-    assert urls == [torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url]
-    assert set(encoder_state) == set(reference) - {"fc.weight", "fc.bias"}
+    encoder_state = build_classifier(backbone, 3, pretrained="imagenet").encoder.state_dict()
+    assert urls == [weights.url]
+    head = {"fc.weight", "fc.bias"} if net == "resnet18" else {k for k in reference if k.startswith("classifier.")}
+    assert {k.removeprefix(prefix) for k in encoder_state} == set(reference) - head
     for key, value in encoder_state.items():
-        assert torch.equal(value, reference[key]), key
+        assert torch.equal(value, reference[key.removeprefix(prefix)]), key
 
 
 TORCHVISION_NETS = {

@@ -44,7 +44,10 @@ class ClassifierTask:
                  num_classes: int) -> None:
         self.cfg, self.ctx, self.val_meta = cfg, ctx, val_meta
         self.selection_key = selection_metric(val_meta)
-        self.model = build_classifier(cfg.model.backbone, num_classes, cfg.model.pretrained).to(ctx.device)
+        self.model = build_classifier(cfg.model.backbone, num_classes, cfg.model.pretrained,
+                                      cfg.model.output_stride).to(ctx.device)
+        if ctx.is_main:
+            print(self.model.summary)
         self.net = _wrap(self.model, ctx)
         pretrained, new = self.model.parameter_groups()
         t = cfg.train
@@ -88,7 +91,7 @@ def _load_model(path: str, kind: str, build) -> tuple[torch.nn.Module, Config]:
     """Rebuild a model from an fcam checkpoint of ``kind``: its config names the backbone."""
     state = load_checkpoint(path, kind=kind, map_location="cpu")
     cfg = config_from_dict(state["config"], source=str(path))
-    model = build(build_classifier(cfg.model.backbone, state["task"]["num_classes"], "none"))
+    model = build(build_classifier(cfg.model.backbone, state["task"]["num_classes"], "none", cfg.model.output_stride))
     try:
         model.load_state_dict(state["task"]["model"])
     except RuntimeError as exc:
@@ -120,6 +123,8 @@ class DecoderTask:
         self.cfg, self.ctx, self.val_meta = cfg, ctx, val_meta
         self.selection_key = selection_metric(val_meta)
         self.model = build_fcam(classifier).to(ctx.device)
+        if ctx.is_main:
+            print(classifier.summary)
         self.net = _wrap(self.model, ctx)
         f = cfg.fcam
         self.optimizer = torch.optim.SGD(self.model.decoder.parameters(), lr=f.lr, momentum=f.momentum,

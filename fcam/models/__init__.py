@@ -1,19 +1,34 @@
-"""Models: WSOL backbones, the CAM-style classifier, the U-Net decoder and F-CAM."""
+"""Models: WSOL backbones, the CAM-style classifier, the U-Net decoder and F-CAM.
 
-from fcam.models.classifier import WSOLClassifier
-from fcam.models.decoder import UNetDecoder
-from fcam.models.encoder import WSOLEncoder
-from fcam.models.fcam_model import FCAMModel
-from fcam.models.registry import BACKBONES, backbone_spec, build_classifier, build_decoder, build_fcam
+The backbone registry imports without torch; the models and factories are imported on
+first use (PEP 562), so ``import fcam.models.registry`` stays light.
+"""
 
-__all__ = [
-    "BACKBONES",
-    "FCAMModel",
-    "UNetDecoder",
-    "WSOLClassifier",
-    "WSOLEncoder",
-    "backbone_spec",
-    "build_classifier",
-    "build_decoder",
-    "build_fcam",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from fcam.models.registry import BACKBONES, BackboneSpec, backbone_spec
+
+_LAZY = {
+    "FCAMModel": "fcam.models.fcam_model",
+    "UNetDecoder": "fcam.models.decoder",
+    "WSOLClassifier": "fcam.models.classifier",
+    "WSOLEncoder": "fcam.models.encoder",
+    "build_classifier": "fcam.models.factory",
+    "build_decoder": "fcam.models.factory",
+    "build_fcam": "fcam.models.factory",
+}
+
+__all__ = ["BACKBONES", "BackboneSpec", "backbone_spec", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fcam.models.encoder import WSOLEncoder
@@ -13,6 +14,8 @@ class WSOLClassifier(nn.Module):
 
     ``forward_features`` returns the trunk's features and the logits of one pass:
     the decoder reads the features, CAM methods read the top map (``features[-1]``).
+    In train mode the top map is dropped out (``encoder.head_dropout``) on its way to
+    the pooling only, so the returned top map is the CAM target layer's output.
     """
 
     def __init__(self, backbone: str, encoder: WSOLEncoder, num_classes: int) -> None:
@@ -34,27 +37,40 @@ class WSOLClassifier(nn.Module):
         """The module whose output is the top map (for hook-based gradient CAMs)."""
         return self.encoder.cam_target_layer
 
+    @property
+    def summary(self) -> str:
+        """One line naming the backbone and the features the decoder reads (name@stride)."""
+        enc = self.encoder
+        maps = [f"{n}@{s} ({c} ch)" for n, s, c in zip(enc.feature_names, enc.strides, enc.out_channels)]
+        return f"backbone {self.backbone}: decoder skips {', '.join(maps[:-1]) or 'none'}; top map {maps[-1]}"
+
     def forward_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Features (high to low resolution, top map last) and logits (B, K)."""
         features = self.encoder(x)
-        logits = self.fc(features[-1].mean(dim=(2, 3)))
+        top = features[-1]
+        if self.training and self.encoder.head_dropout > 0:
+            # Element-wise on the map, then pooled: wsolevaluation drops out the map before
+            # its 1x1 class-map conv, which commutes with the pooling.
+            top = F.dropout(top, self.encoder.head_dropout, training=True)
+        logits = self.fc(top.mean(dim=(2, 3)))
         return features, logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x)[1]
 
     def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        """Trainable parameters split into (pretrained trunk, new layers + fc).
+        """Trainable parameters split into (base learning rate, x ``new_layers_lr_mult``).
 
-        The second group gets the x10 learning rate of Choe et al.; frozen
-        parameters are in neither.
+        The second group is fc plus the trunk's ``lr_mult_layers``, following the name
+        patterns of wsolevaluation's ``main.py`` (Choe et al.); frozen parameters are in
+        neither.
         """
-        pretrained: list[nn.Parameter] = []
-        new: list[nn.Parameter] = []
+        base: list[nn.Parameter] = []
+        mult: list[nn.Parameter] = []
         for name, param in self.named_parameters():
             if not param.requires_grad:
                 continue
             module, _, rest = name.partition(".")
-            is_new = module == "fc" or self.encoder.is_new_parameter(rest)
-            (new if is_new else pretrained).append(param)
-        return pretrained, new
+            in_mult = module == "fc" or self.encoder.is_lr_mult_parameter(rest)
+            (mult if in_mult else base).append(param)
+        return base, mult

@@ -42,11 +42,22 @@ class InceptionV3Encoder(WSOLEncoder):
     56, Conv2d_3b 56, Conv2d_4a 54, max-pool 28, Mixed_5b..Mixed_6e 28 (Mixed_6a at
     stride 1), SPG_A3_1b/SPG_A3_2b 1024 @ 28.
     Features: Conv2d_2b (64 ch), Conv2d_3b (80), Mixed_5d (288), Mixed_6e (768),
-    SPG_A3_2b (top, 1024).
+    SPG_A3_2b (top, 1024). In train mode the SPG blocks' inputs are dropped out as in
+    wsolevaluation; the returned maps themselves never are.
     """
 
     new_layers = ("SPG_A3_1b", "SPG_A3_2b")
+    # wsolevaluation's main.py: everything outside the Mixed_* and Conv2d_1..4 layers
+    # (the SPG blocks, fc) gets the x10 rate.
+    lr_mult_layers = new_layers
     imagenet_dropped = ("fc.", "AuxLogits.", "Mixed_7")
+    strides = (2, 4, 8, 8, 8)
+    feature_names = ("Conv2d_2b_3x3", "Conv2d_3b_1x1", "Mixed_5d", "Mixed_6e", "SPG_A3_2b")
+    # wsolevaluation's InceptionCam drops out (p=0.5, train mode only) the inputs of
+    # SPG_A3_1b and SPG_A3_2b and the top map before its class-map conv and pooling;
+    # the last one is the classifier's ``head_dropout``.
+    dropout = 0.5
+    head_dropout = 0.5
 
     def __init__(self) -> None:
         super().__init__()
@@ -81,5 +92,6 @@ class InceptionV3Encoder(WSOLEncoder):
         f3 = self.Mixed_5d(self.Mixed_5c(self.Mixed_5b(x)))
         x = self.Mixed_6a(f3)
         f4 = self.Mixed_6e(self.Mixed_6d(self.Mixed_6c(self.Mixed_6b(x))))
-        top = self.SPG_A3_2b(self.SPG_A3_1b(f4))
+        x = self.SPG_A3_1b(F.dropout(f4, self.dropout, self.training))
+        top = self.SPG_A3_2b(F.dropout(x, self.dropout, self.training))
         return [f1, f2, f3, f4, top]

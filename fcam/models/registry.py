@@ -1,93 +1,132 @@
-"""The supported backbones and the factories that build classifiers and F-CAM models from them."""
+"""The backbones by name: one plain dict, the single source of the config's choices, the
+README's backbone table and the error messages.
+
+This module imports neither torch nor torchvision (the config is validated before any model
+is built): each spec names its trunk's builder, a function that imports the trunk's module
+when called, and its ImageNet weights as the name of a torchvision weights enum member.
+Besides these names, ``torchvision/<name>`` takes any torchvision classification model as
+the trunk (:mod:`fcam.models.torchvision_encoder`).
+"""
 
 from __future__ import annotations
 
-import functools
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-
-from torchvision.models import (
-    Inception_V3_Weights,
-    ResNet18_Weights,
-    ResNet50_Weights,
-    VGG16_Weights,
-    WeightsEnum,
-)
+from typing import TYPE_CHECKING
 
 from fcam.errors import FcamError
-from fcam.models.classifier import WSOLClassifier
-from fcam.models.decoder import UNetDecoder
-from fcam.models.encoder import WSOLEncoder
-from fcam.models.fcam_model import FCAMModel
-from fcam.models.inception import InceptionV3Encoder
-from fcam.models.resnet import ResNetEncoder
-from fcam.models.vgg import VGG16Encoder
-from fcam.models.weights import download_imagenet, load_backbone_state, load_weights_file
+
+if TYPE_CHECKING:
+    from fcam.models.encoder import WSOLEncoder
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """How to build one backbone's trunk, where its ImageNet weights are, and its decoder's shape."""
+    """How to build one WSOL trunk and where its ImageNet weights are.
+
+    ``build_encoder`` imports the trunk's module when called; ``imagenet_weights`` names a
+    member of a torchvision weights enum (``"ResNet50_Weights.IMAGENET1K_V1"``);
+    ``top_channels`` and ``top_stride`` describe the top map (tests check them against the
+    built trunk); ``summary`` is the trunk's line in the README's table.
+    """
 
     build_encoder: Callable[[], WSOLEncoder]
-    imagenet_weights: WeightsEnum
-    decoder_channels: tuple[int, ...]
-    decoder_center: bool
+    imagenet_weights: str
+    top_channels: int
+    top_stride: int
+    summary: str
 
 
-# Decoder shapes follow F-CAM's code: five blocks, except VGG16 (three blocks on its
-# three stages, plus a center block on the 1024-channel top map).
-BACKBONE_SPECS: dict[str, BackboneSpec] = {
+def _resnet(depth: int) -> WSOLEncoder:
+    from fcam.models.resnet import ResNetEncoder
+
+    return ResNetEncoder(depth)
+
+
+def _vgg16() -> WSOLEncoder:
+    from fcam.models.vgg import VGG16Encoder
+
+    return VGG16Encoder()
+
+
+def _inceptionv3() -> WSOLEncoder:
+    from fcam.models.inception import InceptionV3Encoder
+
+    return InceptionV3Encoder()
+
+
+BACKBONES: dict[str, BackboneSpec] = {
     "resnet50": BackboneSpec(
-        functools.partial(ResNetEncoder, 50), ResNet50_Weights.IMAGENET1K_V1, (256, 128, 64, 32, 16), False
+        lambda: _resnet(50), "ResNet50_Weights.IMAGENET1K_V1", 2048, 8,
+        "ResNet50 with layer3 and layer4 at stride 1 (Choe et al.); x10 lr on layer4 and fc",
     ),
-    "vgg16": BackboneSpec(VGG16Encoder, VGG16_Weights.IMAGENET1K_V1, (256, 128, 64), True),
+    "vgg16": BackboneSpec(
+        _vgg16, "VGG16_Weights.IMAGENET1K_V1", 1024, 8,
+        "VGG16 through conv5_3 with three max-pools, then conv6 512->1024 (Choe et al.); x10 lr on conv6 and fc",
+    ),
     "inceptionv3": BackboneSpec(
-        InceptionV3Encoder, Inception_V3_Weights.IMAGENET1K_V1, (256, 128, 64, 32, 16), False
+        _inceptionv3, "Inception_V3_Weights.IMAGENET1K_V1", 1024, 8,
+        "InceptionV3 to Mixed_6e at stride 8, then SPG_A3 convs 768->1024 with dropout 0.5 (Choe et al.); "
+        "x10 lr on SPG_A3_1b, SPG_A3_2b and fc",
     ),
     "resnet18": BackboneSpec(
-        functools.partial(ResNetEncoder, 18), ResNet18_Weights.IMAGENET1K_V1, (256, 128, 64, 32, 16), False
+        lambda: _resnet(18), "ResNet18_Weights.IMAGENET1K_V1", 512, 8,
+        "ResNet18 with layer3 and layer4 at stride 1 (as resnet50); x10 lr on layer4 and fc",
     ),
 }
-BACKBONES: tuple[str, ...] = tuple(BACKBONE_SPECS)
+
+TORCHVISION_PREFIX = "torchvision/"
+TORCHVISION_SUMMARY = (
+    "any classification model of torchvision.models.list_models(module=torchvision.models), cut at its "
+    "last feature map before global pooling; x10 lr on fc (the new head)"
+)
+TORCHVISION_WEIGHTS = "get_model_weights(name).DEFAULT"
+# Top-map strides a backbone can be asked for: 0 keeps its own; 8 and 16 dilate the last
+# stages of the torchvision ResNet family (its replace_stride_with_dilation).
+OUTPUT_STRIDES = (0, 8, 16)
+
+
+def _expected(backbone: str) -> str:
+    hint = "" if "/" in backbone else f" (torchvision's model of that name is {TORCHVISION_PREFIX}{backbone})"
+    return f"one of {', '.join(BACKBONES)} or {TORCHVISION_PREFIX}<name>{hint}"
+
+
+def backbone_problem(backbone: str) -> str | None:
+    """Why ``backbone`` is not a backbone name (for the config's error), or None.
+
+    ``torchvision/<name>`` passes here whatever the name: whether torchvision has that
+    model is checked when it is built (importing torchvision here would cost seconds).
+    """
+    if backbone in BACKBONES:
+        return None
+    if backbone.startswith(TORCHVISION_PREFIX) and len(backbone) > len(TORCHVISION_PREFIX):
+        return None
+    return f"must be {_expected(backbone)}; got {backbone!r}"
+
+
+def output_stride_problem(output_stride: int) -> str | None:
+    """Why ``output_stride`` is not one of :data:`OUTPUT_STRIDES` (for the config's error), or None."""
+    if output_stride in OUTPUT_STRIDES:
+        return None
+    return f"must be one of {', '.join(map(str, OUTPUT_STRIDES))}; got {output_stride!r}"
 
 
 def backbone_spec(backbone: str) -> BackboneSpec:
-    """The spec of ``backbone``, FcamError naming the supported ones if unknown."""
-    if backbone not in BACKBONE_SPECS:
-        raise FcamError(f"unknown backbone {backbone!r}; expected one of {', '.join(BACKBONES)}")
-    return BACKBONE_SPECS[backbone]
+    """The spec of a WSOL backbone; FcamError naming the supported ones if unknown."""
+    if backbone not in BACKBONES:
+        raise FcamError(f"unknown backbone {backbone!r}; expected {_expected(backbone)}")
+    return BACKBONES[backbone]
 
 
-def build_classifier(
-    backbone: str, num_classes: int, pretrained: str | os.PathLike = "none"
-) -> WSOLClassifier:
-    """A WSOL classifier for ``num_classes`` classes.
-
-    ``pretrained``: ``"none"`` (random init), ``"imagenet"`` (torchvision's ImageNet
-    weights for the trunk, from the torch hub cache or downloaded), or the path of
-    a state dict: torchvision-format ImageNet weights or a full classifier's.
-    """
-    spec = backbone_spec(backbone)
-    if num_classes < 1:
-        raise FcamError(f"num_classes must be at least 1, got {num_classes}")
-    classifier = WSOLClassifier(backbone, spec.build_encoder(), num_classes)
-    if pretrained == "imagenet":
-        weights = spec.imagenet_weights
-        load_backbone_state(classifier, download_imagenet(weights), weights.url)
-    elif pretrained != "none":
-        load_weights_file(classifier, Path(pretrained))
-    return classifier
+def markdown_table() -> str:
+    """The README's backbone table, generated from :data:`BACKBONES`."""
+    lines = ["| `model.backbone` | trunk | top map | ImageNet weights (torchvision) |", "| --- | --- | --- | --- |"]
+    lines += [f"| `{name}` | {spec.summary} | {spec.top_channels} ch, stride {spec.top_stride} | "
+              f"`{spec.imagenet_weights}` |" for name, spec in BACKBONES.items()]
+    lines.append(f"| `{TORCHVISION_PREFIX}<name>` | {TORCHVISION_SUMMARY} | the model's own (stride 32 for most; "
+                 f"`model.output_stride`) | `{TORCHVISION_WEIGHTS}` |")
+    return "\n".join(lines)
 
 
-def build_decoder(classifier: WSOLClassifier) -> UNetDecoder:
-    """The U-Net decoder that fits ``classifier``'s features."""
-    spec = backbone_spec(classifier.backbone)
-    return UNetDecoder(classifier.encoder_channels, spec.decoder_channels, center=spec.decoder_center)
-
-
-def build_fcam(classifier: WSOLClassifier) -> FCAMModel:
-    """F-CAM on ``classifier``, which is frozen in place (no gradients, eval mode)."""
-    return FCAMModel(classifier, build_decoder(classifier))
+if __name__ == "__main__":
+    print(markdown_table())

@@ -32,6 +32,10 @@ class ResNetEncoder(WSOLEncoder):
     """
 
     imagenet_dropped = ("fc.",)
+    # wsolevaluation's main.py: parameters named layer4.* (and fc.*) get the x10 rate.
+    lr_mult_layers = ("layer4",)
+    strides = (2, 4, 8, 8, 8)
+    feature_names = ("stem", "layer1", "layer2", "layer3", "layer4")
 
     def __init__(self, depth: int) -> None:
         super().__init__()

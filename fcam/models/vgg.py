@@ -19,7 +19,14 @@ class VGG16Encoder(WSOLEncoder):
     """
 
     new_layers = ("conv6",)
+    # wsolevaluation's main.py: everything outside features.* (conv6, fc) gets the x10 rate.
+    lr_mult_layers = ("conv6",)
     imagenet_dropped = ("classifier.",)
+    strides = (2, 4, 8)
+    feature_names = ("conv2_2", "conv3_3", "conv6")
+    # F-CAM's code: three blocks on the three stages, plus a center block on the top map.
+    decoder_channels = (256, 128, 64)
+    decoder_center = True
     # Indices in ``features`` of the ReLUs after conv2_2 and conv3_3: the skips.
     _SKIP_TAPS = (8, 15)
     _KEPT_POOLS = 3

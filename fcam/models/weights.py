@@ -76,13 +76,13 @@ def _check_compatible(
 
 
 def load_backbone_state(classifier: WSOLClassifier, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """Load a torchvision-format ImageNet state dict into the classifier's trunk.
+    """Load a torchvision-format state dict of the whole network into the classifier's trunk.
 
     Keys the trunk drops (the ImageNet head, layers past the top map) are ignored;
     every trunk tensor except those of the new layers must be present.
     """
     encoder = classifier.encoder
-    kept = {k: v for k, v in state.items() if not k.startswith(encoder.imagenet_dropped)}
+    kept = encoder.trunk_state(state)
     target = encoder.state_dict()
     required = [
         k for k in target if not encoder.is_new_parameter(k) and not k.endswith("num_batches_tracked")
