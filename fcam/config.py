@@ -36,16 +36,21 @@ def _opt(default: Any, help: str, choices: tuple | None = None,
 
 @dataclass
 class DataConfig:
-    dataset: str = _opt("CUB", "Dataset name; its kind (boxes or masks) follows from it.",
-                        ("CUB", "ILSVRC", "OpenImages"))
+    dataset: str = _opt("CUB", "Dataset folder name under root, metadata_root and mask_root: CUB, ILSVRC, "
+                        "OpenImages or any other (e.g. written by fcam-prepare). Boxes or masks follow from "
+                        "its localization.txt.")
     root: str = _opt("data/images", "Image root: images are read from ROOT/DATASET/IMAGE_ID.")
     metadata_root: str = _opt("metadata", "wsolevaluation metadata: METADATA_ROOT/DATASET/SPLIT/*.txt.")
-    mask_root: str = _opt("data/masks", "Mask root (OpenImages): masks are read from MASK_ROOT/OpenImages/MASK_PATH.")
+    mask_root: str = _opt("data/masks", "Mask root (mask data): masks are read from MASK_ROOT/DATASET/MASK_PATH.")
     resize_size: int = _opt(256, "Training images are resized to this square size before the random crop.")
     crop_size: int = _opt(224, "Training crop size; evaluation images are resized to it (no crop).")
     eval_size: int = _opt(224, "Size at which score maps are scored (the protocol fixes 224).")
     num_classes: int = _opt(0, "Number of classes; 0 takes max label + 1 of the training split.")
-    num_workers: int = _opt(4, "DataLoader worker processes per rank.")
+    num_workers: int = _opt(-1, "DataLoader worker processes per rank; -1: min(8, CPU cores available per "
+                            "local rank), 0 when that is one core.")
+    train_backend: str = _opt("fast", "Decoding and resizing of training images: 'fast' (OpenCV decoding, "
+                              "torchvision's antialiased resize: about 2x faster, 1-2 grey levels off PIL on ~0.15% of values) "
+                              "or 'pil' (exactly wsolevaluation's). Evaluation always uses PIL.", ("fast", "pil"))
     train_split: str = _opt("train", "Split used for training.")
     val_split: str = _opt("val", "Split used for per-epoch validation and model selection.")
 

@@ -14,6 +14,7 @@ from typing import Sequence
 
 from fcam.cli.common import new_parser, run_cli
 from fcam.config import load_config
+from fcam.data.metadata import DATASETS
 from fcam.errors import FcamError
 
 
@@ -26,8 +27,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     saved = parser.add_argument_group("saved score maps")
     saved.add_argument("--scoremap-root", help="folder of <image_id>.npy score maps")
     saved.add_argument("--metadata-root", help="wsolevaluation metadata root")
-    saved.add_argument("--mask-root", help="mask root (OpenImages): <mask_root>/OpenImages/<mask_path>")
-    saved.add_argument("--dataset", help="dataset name: its folder under --metadata-root (e.g. CUB, OpenImages)")
+    saved.add_argument("--mask-root", help="mask root (mask data): <mask_root>/<dataset>/<mask_path>")
+    saved.add_argument("--dataset", help=f"dataset folder under --metadata-root: {', '.join(DATASETS)} or any other")
     saved.add_argument("--eval-size", type=int, default=224, help="size at which maps are scored (default 224)")
     saved.add_argument("--normalize", action="store_true", help="min-max normalize maps that are outside [0,1]")
     saved.add_argument("--num-workers", type=int, default=2, help="loader processes reading the maps")

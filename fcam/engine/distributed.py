@@ -18,11 +18,13 @@ from fcam.errors import FcamError
 
 @dataclass(frozen=True)
 class DistContext:
-    """Where this process stands: its rank, the world size and its device."""
+    """Where this process stands: its rank, the world size, its device and how many processes
+    share its machine."""
 
     rank: int
     world_size: int
     device: torch.device
+    local_world_size: int = 1
 
     @property
     def is_main(self) -> bool:
@@ -45,7 +47,8 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
 
 
 def setup_distributed(preference: str = "auto") -> DistContext:
-    """Join the process group when launched by ``torchrun`` (it sets WORLD_SIZE, RANK, LOCAL_RANK).
+    """Join the process group when launched by ``torchrun`` (it sets WORLD_SIZE, RANK, LOCAL_RANK,
+    LOCAL_WORLD_SIZE).
 
     These variables are torchrun's documented launch interface, read once here; NCCL on CUDA,
     gloo on the CPU.
@@ -53,12 +56,13 @@ def setup_distributed(preference: str = "auto") -> DistContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     device = resolve_device(preference, local_rank)
     if world_size > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistContext(rank=rank, world_size=world_size, device=device)
+    return DistContext(rank=rank, world_size=world_size, device=device, local_world_size=local_world_size)
 
 
 def cleanup_distributed() -> None:
