@@ -1,9 +1,10 @@
 """Typed run configuration: dataclasses loaded from YAML with dotted ``KEY=VALUE`` overrides.
 
 One :class:`Config` serves both training commands: ``fcam-train-cls`` reads ``data``, ``model``,
-``cam``, ``train`` and ``eval``; ``fcam-train-decoder`` adds ``fcam`` (the decoder's loss and
-optimizer). Unknown keys, wrong types and values outside their choices are :class:`FcamError`
-naming the key and the file.
+``cam``, ``train``, ``eval`` and ``log``; ``fcam-train-decoder`` reads ``fcam`` (the decoder's loss
+and optimizer) in place of ``train``, but for ``train.seed``, ``train.amp`` and
+``train.eval_batch_size`` (:data:`TRAIN_CLS`, :data:`TRAIN_DECODER`). Unknown keys, wrong types and
+values outside their choices are :class:`FcamError` naming the key and the file.
 """
 
 from __future__ import annotations
@@ -35,16 +36,21 @@ def _opt(default: Any, help: str, choices: tuple | None = None,
 
 @dataclass
 class DataConfig:
-    dataset: str = _opt("CUB", "Dataset name; its kind (boxes or masks) follows from it.",
-                        ("CUB", "ILSVRC", "OpenImages"))
+    dataset: str = _opt("CUB", "Dataset folder name under root, metadata_root and mask_root: CUB, ILSVRC, "
+                        "OpenImages or any other (e.g. written by fcam-prepare). Boxes or masks follow from "
+                        "its localization.txt.")
     root: str = _opt("data/images", "Image root: images are read from ROOT/DATASET/IMAGE_ID.")
     metadata_root: str = _opt("metadata", "wsolevaluation metadata: METADATA_ROOT/DATASET/SPLIT/*.txt.")
-    mask_root: str = _opt("data/masks", "Mask root (OpenImages): masks are read from MASK_ROOT/OpenImages/MASK_PATH.")
+    mask_root: str = _opt("data/masks", "Mask root (mask data): masks are read from MASK_ROOT/DATASET/MASK_PATH.")
     resize_size: int = _opt(256, "Training images are resized to this square size before the random crop.")
     crop_size: int = _opt(224, "Training crop size; evaluation images are resized to it (no crop).")
     eval_size: int = _opt(224, "Size at which score maps are scored (the protocol fixes 224).")
     num_classes: int = _opt(0, "Number of classes; 0 takes max label + 1 of the training split.")
-    num_workers: int = _opt(4, "DataLoader worker processes per rank.")
+    num_workers: int = _opt(-1, "DataLoader worker processes per rank; -1: min(8, CPU cores available per "
+                            "local rank), 0 when that is one core.")
+    train_backend: str = _opt("fast", "Decoding and resizing of training images: 'fast' (OpenCV decoding, "
+                              "torchvision's antialiased resize: about 2x faster, 1-2 grey levels off PIL on ~0.15% of values) "
+                              "or 'pil' (exactly wsolevaluation's). Evaluation always uses PIL.", ("fast", "pil"))
     train_split: str = _opt("train", "Split used for training.")
     val_split: str = _opt("val", "Split used for per-epoch validation and model selection.")
 
@@ -118,6 +124,15 @@ class FcamConfig:
 
 
 @dataclass
+class LogConfig:
+    every_n_steps: int = _opt(50, "Write one row of steps.jsonl (loss terms, learning rates, images/s) every this "
+                              "many training steps; 0 writes none.")
+    tensorboard: bool = _opt(False, "Also write TensorBoard event files to RUN_DIR/tensorboard (needs "
+                             "`pip install fcam[tensorboard]`).")
+    tensorboard_images: int = _opt(4, "Validation images whose CAM (or F-CAM) map is drawn in TensorBoard each epoch.")
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -125,13 +140,11 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     fcam: FcamConfig = field(default_factory=FcamConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     device: str = _opt("auto", "'auto' (CUDA when available), 'cpu' or 'cuda'.", ("auto", "cpu", "cuda"))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 def _coerce(value: Any, kind: type, key: str, source: str) -> Any:
@@ -218,6 +231,83 @@ def config_from_dict(values: dict, source: str = "checkpoint") -> Config:
     cfg = Config()
     _fill(cfg, values, "", source)
     return cfg
+
+
+def flatten(values: dict, prefix: str = "") -> dict[str, Any]:
+    """``{'train': {'lr': 0.1}}`` -> ``{'train.lr': 0.1}``."""
+    flat: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
+def _under(key: str, prefixes: tuple[str, ...]) -> bool:
+    """True when ``key`` is one of ``prefixes`` or inside one of these sections."""
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+@dataclass(frozen=True)
+class CommandKeys:
+    """What a training command reads of the config (the keys it ignores, its epochs key) and the
+    kind of checkpoint it writes."""
+
+    name: str
+    kind: str                          # the kind of checkpoint it writes
+    epochs: str                        # the command's number of epochs
+    ignored: tuple[str, ...]           # sections or keys it never reads ...
+    reads_anyway: tuple[str, ...] = ()  # ... except these
+
+    def ignores(self, key: str) -> bool:
+        return _under(key, self.ignored) and not _under(key, self.reads_anyway)
+
+    def instead(self, key: str) -> str:
+        """What the command reads in place of the ignored ``key``: the same name in the other section."""
+        section, _, name = key.partition(".")
+        other = {"train": "fcam", "fcam": "train"}.get(section)
+        if other and name and f"{other}.{name}" in flatten(Config().to_dict()):
+            return f"it reads {other}.{name}"
+        return f"it reads no {section}.* key" + (f" but {', '.join(self.reads_anyway)}" if self.reads_anyway else "")
+
+
+TRAIN_CLS = CommandKeys("fcam-train-cls", "classifier", "train.epochs", ignored=("fcam",))
+TRAIN_DECODER = CommandKeys("fcam-train-decoder", "fcam", "fcam.epochs", ignored=("train",),
+                            reads_anyway=("train.seed", "train.amp", "train.eval_batch_size"))
+
+# Keys a resumed run may change besides its epochs: they do not alter what is computed.
+RESUME_SAFE = ("data.num_workers", "log")
+
+
+def value_of(cfg: Config, key: str) -> Any:
+    """The value of a dotted key, e.g. ``value_of(cfg, 'fcam.epochs')``."""
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def ignored_overrides(overrides: list[str], command: CommandKeys) -> list[str]:
+    """One warning per ``--set`` key that ``command`` does not read, naming what it reads instead."""
+    keys = flatten(parse_overrides(overrides))
+    return [f"--set {key} is ignored by {command.name}: {command.instead(key)}"
+            for key in keys if command.ignores(key)]
+
+
+def check_resume(saved: dict, cfg: Config, command: CommandKeys, source: str) -> None:
+    """Refuse to resume a run whose saved config (``saved``, from ``source``) differs from ``cfg``
+    in a key that changes what the run computes; the command's epochs, ``RESUME_SAFE`` keys and
+    keys the command ignores may change."""
+    old = flatten(config_from_dict(saved, source).to_dict())
+    new = flatten(cfg.to_dict())
+    changed = [key for key in new if old[key] != new[key]
+               and not _under(key, (command.epochs, *RESUME_SAFE)) and not command.ignores(key)]
+    if changed:
+        diffs = ", ".join(f"{key}: {old[key]!r} -> {new[key]!r}" for key in changed)
+        raise FcamError(f"--resume: the config differs from the one saved in {source} ({diffs}); resume "
+                        f"with the saved config ({command.epochs}, {', '.join(RESUME_SAFE)}.* may change) "
+                        f"or start a new run with --overwrite")
 
 
 def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]:

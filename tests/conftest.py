@@ -35,7 +35,7 @@ def tiny_config(synth_root: Path, dataset: str = "CUB", **sections) -> dict:
         "device": "cpu",
     }
     for section, values in sections.items():
-        cfg[section].update(values)
+        cfg.setdefault(section, {}).update(values)
     return cfg
 
 

@@ -292,7 +292,7 @@ def test_no_hook_is_left_after_a_call_or_an_exception(method: str) -> None:
         compute_cams(raising, images(size=8), None, method, raising.block, fc=raising.fc)
     assert all_hooks(raising) == 0
 
-    with pytest.raises(FcamError, match="target layer"):
+    with pytest.raises(ValueError, match="target layer"):
         compute_cams(model, images(size=8), None, method, model.fc, fc=model.fc)
     assert all_hooks(model) == 0
 
@@ -421,7 +421,7 @@ def test_bad_arguments_raise_fcam_error() -> None:
         compute_cams(model, x, torch.tensor([0, 1]), "gradcam", model.block)
     shared = nn.Conv2d(3, 3, 3, padding=1)
     twice = nn.Sequential(shared, shared, nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
-    with pytest.raises(FcamError, match="ran 2 times"):
+    with pytest.raises(ValueError, match="ran 2 times"):
         compute_cams(twice, x, None, "gradcam", shared)
     with pytest.raises(FcamError, match="interpolation"):
         compute_cams(model, x, None, "gradcam", model.block, size=(8, 8), interpolation="nearest")

@@ -142,7 +142,7 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
 
 
 def test_worker_pool_gives_the_numbers_of_one_process(synth_root, tmp_path, capsys):
-    """Scoring in 2 worker processes (forkserver, not forked from this process) equals scoring here."""
+    """Scoring in 2 worker processes equals scoring in this process."""
     for dataset in ("CUB", "OpenImages"):
         meta = load_metadata(synth_root / "metadata", dataset, "test")
         write_maps(tmp_path / dataset, meta, np.random.default_rng(5))
@@ -236,3 +236,10 @@ def test_saved_map_scoring_imports_no_torch():
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:3]")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_unknown_method_is_named_with_the_known_ones(tmp_path, capsys):
+    assert main(["--checkpoint", str(tmp_path / "cls.pt"), "--method", "cam", "scorecam",
+                 "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown map method 'scorecam'" in err[0] and "layercam" in err[0], err

@@ -76,3 +76,31 @@ def test_reference_table_covers_every_key_and_is_in_readme():
             "fcam.crf_weight", "fcam.bg_fraction"} <= keys
     assert markdown_table() in (ROOT / "README.md").read_text(), \
         "README's config table is stale: paste the output of `python -m fcam.config`"
+
+
+def test_resume_check_names_changed_keys_and_lets_safe_ones_change():
+    from fcam.config import TRAIN_CLS, TRAIN_DECODER, check_resume
+
+    saved = Config().to_dict()
+    check_resume(saved, load_config(None, ["train.epochs=80", "data.num_workers=0", "log.tensorboard=true"]),
+                 TRAIN_CLS, "last.pt")
+    with pytest.raises(FcamError, match=r"last.pt \(model.backbone: 'resnet50' -> 'vgg16', train.lr: 0.0017 -> "
+                                        r"0.01\)"):
+        check_resume(saved, load_config(None, ["train.lr=0.01", "model.backbone=vgg16"]), TRAIN_CLS, "last.pt")
+    # The decoder reads fcam.epochs, not train.epochs; train.lr does not concern it, train.seed does.
+    check_resume(saved, load_config(None, ["fcam.epochs=9", "train.lr=0.5"]), TRAIN_DECODER, "last.pt")
+    check_resume(saved, load_config(None, ["fcam.lr=0.5"]), TRAIN_CLS, "last.pt")
+    with pytest.raises(FcamError, match="fcam.lr: 0.01 -> 0.5"):
+        check_resume(saved, load_config(None, ["fcam.lr=0.5"]), TRAIN_DECODER, "last.pt")
+    with pytest.raises(FcamError, match="train.seed: 0 -> 4"):
+        check_resume(saved, load_config(None, ["train.seed=4"]), TRAIN_DECODER, "last.pt")
+
+
+def test_ignored_overrides_name_what_the_command_reads():
+    from fcam.config import TRAIN_CLS, TRAIN_DECODER, ignored_overrides
+
+    assert ignored_overrides(["train.epochs=3", "train.seed=2", "fcam.lr=0.1"], TRAIN_DECODER) == [
+        "--set train.epochs is ignored by fcam-train-decoder: it reads fcam.epochs"]
+    assert ignored_overrides(["fcam.batch_size=4", "fcam.alpha=2", "train.lr=1"], TRAIN_CLS) == [
+        "--set fcam.batch_size is ignored by fcam-train-cls: it reads train.batch_size",
+        "--set fcam.alpha is ignored by fcam-train-cls: it reads no fcam.* key"]

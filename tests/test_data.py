@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms as T
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from fcam.data import DATASETS, WSOLDataset, load_gt_mask, load_metadata
-from fcam.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from fcam.data.dataset import BACKENDS, read_image
+from fcam.data.transforms import IMAGENET_MEAN, IMAGENET_STD, complete_batch, resize_square
+from fcam.engine.loaders import UInt8Loader, resolve_num_workers
 from fcam.errors import FcamError
 
 CUB_FILES = {
@@ -136,14 +142,59 @@ def test_invalid_metadata_names_file_and_line(tmp_path, case):
     assert words in message
 
 
-def test_missing_file_and_unknown_dataset(tmp_path):
+def test_missing_file_unknown_dataset_and_split_list_what_is_there(tmp_path):
     folder = write_split(tmp_path, "CUB", CUB_FILES)
+    write_split(tmp_path, "Birds", CUB_FILES, split="test")
     (folder / "image_sizes.txt").unlink()
     with pytest.raises(FcamError, match="image_sizes.txt"):
         load_metadata(tmp_path, "CUB", "val")
-    with pytest.raises(FcamError) as error:
+    with pytest.raises(FcamError, match=r"COCO.*holds: Birds, CUB"):
         load_metadata(tmp_path, "COCO", "val")
-    assert all(name in str(error.value) for name in DATASETS)
+    with pytest.raises(FcamError, match=r"'val'.*holds: test"):
+        load_metadata(tmp_path, "Birds", "val")
+    with pytest.raises(FcamError, match="has no dataset folder"):
+        load_metadata(tmp_path / "nowhere", "CUB", "val")
+    for bad in ("", "..", "a/b"):
+        with pytest.raises(FcamError, match="must be a folder name"):
+            load_metadata(tmp_path, bad, "val")
+    assert set(DATASETS) == {"CUB", "ILSVRC", "OpenImages"}  # the known ones, described for help texts
+
+
+def test_fcam_data_loads_its_readers_without_torch_and_the_rest_on_use():
+    code = ("import sys; from fcam.data import DATASETS, load_metadata; "
+            "heavy = {'torch', 'torchvision', 'cv2', 'matplotlib'} & set(sys.modules); assert not heavy, heavy; "
+            "from fcam.data import WSOLDataset, load_gt_mask, prepare_dataset; assert 'torch' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("name", ["Birds", "ILSVRC", "OpenImages"])
+def test_any_name_reads_boxes_and_masks_kind_from_localization(tmp_path, name):
+    write_split(tmp_path, name, CUB_FILES)
+    write_split(tmp_path, name, OPENIMAGES_FILES, split="test")
+    write_split(tmp_path, name, replaced(CUB_FILES, "localization.txt", []), split="train")
+    boxes, masks, train = (load_metadata(tmp_path, name, split) for split in ("val", "test", "train"))
+    assert (boxes.kind, masks.kind, train.kind) == ("box", "mask", None)
+    assert boxes.dataset == masks.dataset == name
+    assert sorted(boxes.boxes) == sorted(CUB_FILES["image_ids.txt"]) and boxes.masks is None
+    assert masks.masks["val/y/2.jpg"] == (["val/y/2_m0.png"], "val/y/2_ignore.png") and masks.boxes is None
+    assert train.boxes is None and train.masks is None and train.sizes == boxes.sizes
+    with pytest.raises(FcamError, match="no boxes or masks"):
+        train.require_ground_truth()
+    with pytest.raises(FcamError, match="masks, not boxes"):
+        masks.gt_boxes()
+    boxes.require_ground_truth()
+
+
+@pytest.mark.parametrize("rows, line, words", [
+    (["a/1.jpg,1,2,3,4", "a/2.jpg,a/2_m.png,", "b/3.jpg,0,0,1,1"], 2, "x0,y0,x1,y1, like line 1"),
+    (["a/1.jpg,a/1_m.png,", "a/2.jpg,3,4,30,50", "b/3.jpg,b.png,"], 2, "mask_path,ignore_path, like line 1"),
+    (["a/1.jpg,1,2,3", "a/2.jpg,3,4,5"], 1, "(boxes) or"),
+])
+def test_localization_rows_of_two_kinds_or_neither_are_refused(tmp_path, rows, line, words):
+    folder = write_split(tmp_path, "Mine", replaced(CUB_FILES, "localization.txt", rows))
+    with pytest.raises(FcamError) as error:
+        load_metadata(tmp_path, "Mine", "val")
+    assert f"{folder / 'localization.txt'}:{line}:" in str(error.value) and words in str(error.value)
 
 
 def test_gt_boxes_scale_as_x_times_size_over_w(tmp_path):
@@ -194,6 +245,16 @@ def test_gt_mask_nearest_resize_union_and_ignore(tmp_path):
     assert not ignored.any()
 
 
+def test_gt_mask_of_any_dataset_is_read_under_its_name(tmp_path):
+    pixels = np.zeros((6, 6), np.uint8)
+    pixels[1:3, 2:5] = 255
+    write_gray(tmp_path / "Cells" / "v/m.png", pixels)
+    mask, ignored = load_gt_mask(tmp_path, ["v/m.png"], None, size=6, dataset="Cells")
+    np.testing.assert_array_equal(mask, pixels > 0)
+    with pytest.raises(FcamError, match=str(tmp_path / "OpenImages" / "v/m.png")):
+        load_gt_mask(tmp_path, ["v/m.png"], None, size=6)  # OpenImages stays the default
+
+
 def test_gt_mask_missing_file_is_named(tmp_path):
     write_gray(tmp_path / "OpenImages" / "m.png", np.full((4, 4), 255))
     with pytest.raises(FcamError, match="nope.png"):
@@ -237,13 +298,20 @@ def test_eval_items_are_the_resized_image(image_split):
     assert item["image"].dtype == item["raw"].dtype == torch.float32
     resized = Image.open(root / "c1/im1.png").convert("RGB").resize((24, 24), Image.BILINEAR)
     np.testing.assert_array_equal(item["raw"].permute(1, 2, 0).numpy(), np.asarray(resized, dtype=np.float32))
-    torch.testing.assert_close(item["image"], normalized_from_raw(item["raw"]))
+    # The reference's eval transform (wsolevaluation's loaders), bit for bit.
+    reference = T.Compose([T.Resize((24, 24)), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    torch.testing.assert_close(item["image"], reference(Image.open(root / "c1/im1.png").convert("RGB")),
+                               rtol=0, atol=0)
 
 
-def test_train_items_share_one_crop_and_flip_and_are_reproducible(image_split):
+@pytest.mark.parametrize("backend", ["pil", "fast"])
+def test_train_items_share_one_crop_and_flip_and_are_reproducible(image_split, backend):
     root, meta = image_split
-    dataset = WSOLDataset(root, meta, train=True, resize_size=20, crop_size=12)
-    resized = np.asarray(Image.open(root / "c0/im0.png").convert("RGB").resize((20, 20), Image.BILINEAR))
+    dataset = WSOLDataset(root, meta, train=True, resize_size=20, crop_size=12, train_backend=backend)
+    resized = resize_square(read_image(root / "c0/im0.png", backend), 20).permute(1, 2, 0).numpy()
+    reference = np.asarray(Image.open(root / "c0/im0.png").convert("RGB").resize((20, 20), Image.BILINEAR))
+    # PIL's bilinear is the reference's; torchvision's antialiased kernel is a level or two off at most.
+    assert np.abs(resized.astype(int) - reference).max() <= (0 if backend == "pil" else 2)
     windows = {}
     for seed in range(12):
         torch.manual_seed(seed)
@@ -261,6 +329,75 @@ def test_train_items_share_one_crop_and_flip_and_are_reproducible(image_split):
         torch.testing.assert_close(dataset[0]["raw"], item["raw"], rtol=0, atol=0)
     assert len(set(windows.values())) > 3
     assert {flip for _, _, flip in windows.values()} == {False, True}
+
+
+def test_read_image_backends_decode_alike_and_fall_back_to_pil(tmp_path):
+    rng = np.random.default_rng(1)
+    photo = Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8))
+    files = {"a.jpg": photo, "b.png": photo.convert("P"), "c.bmp": photo, "d.png": photo.convert("L"),
+             "f.png": photo.convert("RGBA"), "g.webp": photo, "h.tif": photo, "i.jpg": photo.convert("L"),
+             "e.png": Image.fromarray(rng.integers(0, 65535, (30, 40), dtype=np.uint16))}
+    for name, image in files.items():
+        image.save(tmp_path / name)
+        pil = read_image(tmp_path / name, "pil")
+        fast = read_image(tmp_path / name, "fast")
+        assert isinstance(pil, Image.Image) and pil.mode == "RGB"
+        if name == "e.png":  # 16-bit: left to PIL, so that training sees what evaluation sees
+            assert isinstance(fast, Image.Image)
+            continue
+        assert fast.dtype == torch.uint8 and fast.shape == (3, 30, 40), name
+        np.testing.assert_array_equal(fast.permute(1, 2, 0).numpy(), np.asarray(pil), err_msg=name)
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    for backend in BACKENDS:
+        with pytest.raises(FcamError, match="broken.jpg"):
+            read_image(tmp_path / "broken.jpg", backend)
+        with pytest.raises(FcamError, match="missing.jpg"):
+            read_image(tmp_path / "missing.jpg", backend)
+
+
+def test_fast_decoding_ignores_exif_orientation_as_pil_does(tmp_path):
+    pixels = np.zeros((20, 30, 3), np.uint8)
+    pixels[:5, :10] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees": neither path applies it, the reference does not either
+    Image.fromarray(pixels).save(tmp_path / "r.jpg", exif=exif, quality=95)
+    fast = read_image(tmp_path / "r.jpg", "fast")
+    assert fast.shape == (3, 20, 30)
+    np.testing.assert_array_equal(fast.permute(1, 2, 0).numpy(), np.asarray(read_image(tmp_path / "r.jpg")))
+
+
+def test_eval_items_ignore_the_train_backend(image_split):
+    root, meta = image_split
+    items = [WSOLDataset(root, meta, train=False, crop_size=24, train_backend=b)[0]["raw"] for b in BACKENDS]
+    torch.testing.assert_close(items[0], items[1], rtol=0, atol=0)
+
+
+def test_auto_num_workers_follows_the_cores_per_local_rank(monkeypatch):
+    assert resolve_num_workers(3) == 3 and resolve_num_workers(0) == 0
+    for cores, ranks, expected in [(2, 1, 2), (1, 1, 0), (16, 1, 8), (16, 4, 4), (8, 8, 0), (12, 5, 2)]:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
+        assert resolve_num_workers(-1, ranks) == expected, (cores, ranks)
+    with pytest.raises(FcamError, match="'data.num_workers' must be -1"):
+        resolve_num_workers(-2)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_uint8_items_completed_per_batch_equal_float_items(image_split, train):
+    root, meta = image_split
+    floats = WSOLDataset(root, meta, train=train, resize_size=20, crop_size=16)
+    small = WSOLDataset(root, meta, train=train, resize_size=20, crop_size=16, uint8=True)
+    torch.manual_seed(0)
+    expected = default_collate([floats[i] for i in range(3)])
+    torch.manual_seed(0)
+    items = [small[i] for i in range(3)]
+    assert items[0]["raw"].dtype == torch.uint8 and "image" not in items[0]
+    batch = complete_batch(default_collate(items))
+    assert batch["raw"].dtype == batch["image"].dtype == torch.float32
+    for key in ("image", "raw"):
+        torch.testing.assert_close(batch[key], expected[key], rtol=0, atol=0)
+    assert batch["image_id"] == expected["image_id"] and batch["label"].tolist() == expected["label"].tolist()
+    loaded = next(iter(UInt8Loader(small, batch_size=3, device="cpu")))
+    assert loaded["image"].shape == (3, 3, 16, 16) and loaded["raw"].dtype == torch.float32
 
 
 def test_items_collate_in_a_loader(image_split):

@@ -21,7 +21,9 @@ def test_decoder_loss_falls_and_fcam_beats_cam(tmp_path):
     data = tmp_path / "data"
     generate_synthetic(data, seed=0, image_size=64, num_classes=3, num_train_per_class=40,
                        num_val_per_class=8, num_test_per_class=12, progress=False)
-    cfg = tiny_config(data, data={"resize_size": 72, "crop_size": 64, "eval_size": 64},
+    # PIL training pixels: this one-seed margin moves with them (+2.8 with data.train_backend=fast,
+    # whose resize is one grey level off PIL on ~0.15% of the values).
+    cfg = tiny_config(data, data={"resize_size": 72, "crop_size": 64, "eval_size": 64, "train_backend": "pil"},
                       train={"epochs": 8, "batch_size": 24, "lr": 0.02, "new_layers_lr_mult": 1.0,
                              "lr_decay_epochs": 6},
                       fcam={"epochs": 4, "batch_size": 12, "n_seeds": 10, "lr": 0.01},

@@ -245,7 +245,7 @@ def test_bad_arguments_are_refused():
         DenseCRFLoss(backend="gated")
     with pytest.raises(FcamError):
         DenseCRFLoss(sigma_rgb=0.0)
-    with pytest.raises(FcamError):
+    with pytest.raises(ValueError):
         DenseCRFLoss()(torch.rand(1, 3, 8, 8), torch.rand(1, 2, 8, 9))
 
 
@@ -270,3 +270,29 @@ def test_fcam_loss_sums_its_terms():
     only_pce = FCAMLoss()(fixed, images, labels)
     assert float(only_pce["total"]) == pytest.approx(values["pce"])
     assert float(only_pce["crf"]) == 0.0 and float(only_pce["size"]) == 0.0
+
+
+@pytest.mark.parametrize("backend", ["exact", "permutohedral"])
+def test_cpu_bf16_autocast_leaves_loss_and_gradient_in_float32(backend):
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 24, 20, generator=generator) * 255
+    probs = torch.softmax(torch.randn(2, 2, 24, 20, generator=generator) * 3, dim=1)
+    crf = DenseCRFLoss(weight=1e-3, sigma_rgb=15.0, sigma_xy=5.0, backend=backend)
+    size = SizeConstraintLoss(weight=0.1)
+
+    def loss_and_grad(autocast: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        leaf = probs.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = crf(images, leaf) + size(leaf)
+        loss.backward()
+        return loss.detach(), leaf.grad
+
+    expected_loss, expected_grad = loss_and_grad(False)
+    loss, grad = loss_and_grad(True)
+    assert loss.dtype == grad.dtype == torch.float32
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-6, atol=0.0)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-6, atol=1e-9)
+    # Half-precision maps (as autocast hands them over) are promoted: the loss is float32.
+    half = probs.to(torch.bfloat16)
+    assert crf(images, half).dtype == size(half).dtype == torch.float32
+    assert float(size(half)) == pytest.approx(float(size(half.float())), rel=1e-6)

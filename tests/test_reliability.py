@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from fcam.cli.train_cls import main as train_cls
+from fcam.config import Config
 from fcam.engine.checkpoint import load_checkpoint, save_checkpoint
 from fcam.engine.distributed import DistContext
 from fcam.engine.trainer import NonFiniteLoss, fit, prepare_run_dir
@@ -96,7 +97,7 @@ class NaNTask:
     def end_epoch(self):
         pass
 
-    def validate(self):
+    def validate(self, on_batch=None):
         return {"score": 1.0}
 
     def state_dict(self):
@@ -110,7 +111,7 @@ def test_non_finite_loss_stops_with_epoch_and_step(tmp_path):
     run = prepare_run_dir(tmp_path / "run", resume=False, overwrite=False)
     ctx = DistContext(rank=0, world_size=1, device=torch.device("cpu"))
     with pytest.raises(NonFiniteLoss, match="epoch 2, step 3"):
-        fit(NaNTask(), ctx, run, epochs=3, config={"train": {"amp": False}}, resume=False)
+        fit(NaNTask(), ctx, run, Config(), epochs=3)
     state = load_checkpoint(run / "last.pt")
     assert state["epoch"] == 0  # the last good checkpoint, from epoch 1
     assert all(torch.isfinite(v).all() for v in state["task"]["model"].values())
@@ -156,6 +157,17 @@ def test_bad_data_is_a_one_line_error(synth_root, tmp_path, capsys, case):
     assert train_cls(["--config", str(path), "--output", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and must_name in err[0], err
+
+
+def test_missing_image_read_in_a_worker_process_is_a_one_line_error(synth_root, tmp_path, capsys):
+    cfg, image_id = corrupt(synth_root, tmp_path, "missing image")
+    cfg["data"]["num_workers"] = 1
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert train_cls(["--config", str(path), "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot read image ") and image_id in err[0], err
+    assert "worker" not in err[0] and "Traceback" not in err[0]
 
 
 def test_eval_of_2000_maps_streams_under_2_gb(tmp_path):

@@ -3,8 +3,6 @@
 import torch
 from torch import Tensor, nn
 
-from fcam.errors import FcamError
-
 
 def forward_with_activations(
     model: nn.Module, images: Tensor, target_layer: nn.Module, track_grad: bool
@@ -26,7 +24,7 @@ def forward_with_activations(
     def capture(module: nn.Module, inputs: tuple, output: object) -> Tensor | None:
         if not isinstance(output, Tensor) or output.ndim != 4:
             got = f"shape {tuple(output.shape)}" if isinstance(output, Tensor) else type(output).__name__
-            raise FcamError(
+            raise ValueError(
                 f"target layer {type(module).__name__} must output one (B,K,h,w) tensor, got {got}"
             )
         if not track_grad:
@@ -48,12 +46,12 @@ def forward_with_activations(
         handle.remove()
 
     if len(captured) != 1:
-        raise FcamError(
+        raise ValueError(
             f"target layer {type(target_layer).__name__} ran {len(captured)} times in one "
             "forward pass; expected exactly once (is it a submodule of the model?)"
         )
     if not isinstance(logits, Tensor) or logits.ndim != 2:
-        raise FcamError("the model must return logits of shape (B, num_classes)")
+        raise ValueError("the model must return logits of shape (B, num_classes)")
     if track_grad and not logits.requires_grad:
-        raise FcamError(f"the model's logits do not depend on target layer {type(target_layer).__name__}")
+        raise ValueError(f"the model's logits do not depend on target layer {type(target_layer).__name__}")
     return logits, captured[0]

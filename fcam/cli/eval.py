@@ -12,18 +12,14 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from fcam.cams import CAM_METHODS
-from fcam.cli.common import run_cli
+from fcam.cli.common import new_parser, run_cli
 from fcam.config import load_config
-from fcam.data import DATASETS, load_metadata
+from fcam.data.metadata import DATASETS
 from fcam.errors import FcamError
-
-METHODS = (*CAM_METHODS, "fcam")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="fcam-eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("fcam-eval", __doc__)
     parser.add_argument("--output", required=True, help="directory for metrics.json, curves and figures")
     parser.add_argument("--split", default="test", help="metadata split to score (default: test)")
     parser.add_argument("--cam-curve-interval", type=float, default=None,
@@ -31,8 +27,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     saved = parser.add_argument_group("saved score maps")
     saved.add_argument("--scoremap-root", help="folder of <image_id>.npy score maps")
     saved.add_argument("--metadata-root", help="wsolevaluation metadata root")
-    saved.add_argument("--mask-root", help="mask root (OpenImages): <mask_root>/OpenImages/<mask_path>")
-    saved.add_argument("--dataset", help=f"one of {', '.join(DATASETS)}")
+    saved.add_argument("--mask-root", help="mask root (mask data): <mask_root>/<dataset>/<mask_path>")
+    saved.add_argument("--dataset", help=f"dataset folder under --metadata-root: {', '.join(DATASETS)} or any other")
     saved.add_argument("--eval-size", type=int, default=224, help="size at which maps are scored (default 224)")
     saved.add_argument("--normalize", action="store_true", help="min-max normalize maps that are outside [0,1]")
     saved.add_argument("--num-workers", type=int, default=-1,
@@ -43,39 +39,45 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     model.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     model.add_argument("--checkpoint", help="classifier checkpoint (fcam-train-cls)")
     model.add_argument("--decoder", help="F-CAM checkpoint (fcam-train-decoder)")
-    model.add_argument("--method", nargs="+", choices=METHODS, default=None,
-                       help="map methods to score; several give comparison figures")
+    model.add_argument("--method", nargs="+", default=None, metavar="M",
+                       help="map methods to score: fcam or a CAM method (cam, gradcam, ...; an unknown name "
+                            "lists them all); several give comparison figures")
     model.add_argument("--save-scoremaps", action="store_true", help="write <image_id>.npy maps")
     model.add_argument("--visualize", type=int, default=0, metavar="N", help="write N example figures per method")
     return parser.parse_args(argv)
 
 
 def eval_saved(args: argparse.Namespace) -> int:
-    from fcam.engine.report import format_table, write_report
-    from fcam.engine.saved_maps import evaluate_saved_maps  # no torch on this path
-
     for flag in ("metadata_root", "dataset"):
         if getattr(args, flag) is None:
             raise FcamError(f"--scoremap-root needs --{flag.replace('_', '-')}")
+    from fcam.data import load_metadata
+    from fcam.engine.report import format_table, write_report
+    from fcam.engine.saved_maps import evaluate_saved_maps
+
     metadata = load_metadata(args.metadata_root, args.dataset, args.split)
     metrics = evaluate_saved_maps(args.scoremap_root, metadata, args.mask_root, args.eval_size,
                                   args.cam_curve_interval or 0.001, args.normalize, num_workers=args.num_workers)
-    scalars = write_report(metrics, args.output, title=f"{args.dataset} {args.split}")
+    provenance = {"method": None, "dataset": args.dataset, "split": args.split,
+                  "scoremap_root": str(Path(args.scoremap_root).resolve()), "config": None}
+    scalars = write_report(metrics, args.output, title=f"{args.dataset} {args.split}", provenance=provenance)
     print(format_table({str(args.scoremap_root): scalars}))
     print(f"wrote {Path(args.output) / 'metrics.json'}", file=sys.stderr)
     return 0
 
 
 def eval_models(args: argparse.Namespace) -> int:
-    import torch
-
-    from fcam.engine.distributed import cleanup_distributed, setup_distributed
-    from fcam.engine.eval_run import evaluate_methods
-    from fcam.engine.tasks import load_classifier, load_fcam
-
     if not args.checkpoint and not args.decoder:
         raise FcamError("pass --scoremap-root (saved maps) or --checkpoint / --decoder (trained models)")
     methods = args.method or (["fcam"] if args.decoder else ["cam"])
+    import torch
+
+    from fcam.data import load_metadata
+    from fcam.engine.distributed import cleanup_distributed, setup_distributed
+    from fcam.engine.eval_run import check_methods, evaluate_methods
+    from fcam.engine.tasks import load_classifier, load_fcam
+
+    check_methods(methods)
     cpu = torch.device("cpu")
     classifier, cls_cfg = load_classifier(args.checkpoint, cpu) if args.checkpoint else (None, None)
     fcam_model, fcam_cfg = load_fcam(args.decoder, cpu) if args.decoder else (None, None)
@@ -85,13 +87,17 @@ def eval_models(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides, base=fcam_cfg or cls_cfg)
     if args.cam_curve_interval:
         cfg.eval.cam_curve_interval = args.cam_curve_interval
+    provenance = {"dataset": cfg.data.dataset, "split": args.split, "config": cfg.to_dict(),
+                  "checkpoints": {name: {"path": str(Path(path).resolve()), "config": ckpt_cfg.to_dict()}
+                                  for name, path, ckpt_cfg in (("classifier", args.checkpoint, cls_cfg),
+                                                               ("decoder", args.decoder, fcam_cfg)) if path}}
     ctx = setup_distributed(cfg.device)
     try:
         metadata = load_metadata(cfg.data.metadata_root, cfg.data.dataset, args.split)
         evaluate_methods(cfg, ctx, metadata, methods, Path(args.output),
                          classifier.to(ctx.device) if classifier is not None else None,
                          fcam_model.to(ctx.device) if fcam_model is not None else None,
-                         args.save_scoremaps, args.visualize)
+                         args.save_scoremaps, args.visualize, provenance)
     finally:
         cleanup_distributed()
     return 0

@@ -9,25 +9,24 @@ import argparse
 import sys
 from typing import Sequence
 
-from fcam.cli.common import run_cli
-from fcam.data.synthetic import SPLITS, class_names, generate_synthetic
+from fcam.cli.common import new_parser, run_cli
 
-# Images per class in train / val / test.
-_DEFAULT_COUNTS = (60, 10, 20)
-_TINY_COUNTS = (8, 2, 2)
+# Images per class of each split written (train, val, test): by default and with --tiny.
+_DEFAULT_COUNTS = {"train": 60, "val": 10, "test": 20}
+_TINY_COUNTS = {"train": 8, "val": 2, "test": 2}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="fcam-synth", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("fcam-synth", __doc__)
     parser.add_argument("out", help="output folder (images/, metadata/, masks/ and synth.json)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same bytes")
     parser.add_argument("--image-size", type=int, default=96,
                         help="nominal image side; each side varies in [0.8, 1.2] times it (default 96)")
     parser.add_argument("--num-classes", type=int, default=4, help="number of classes (default 4)")
     parser.add_argument("--tiny", action="store_true",
-                        help=f"{'/'.join(map(str, _TINY_COUNTS))} images per class in train/val/test, for tests")
-    for split, count in zip(SPLITS, _DEFAULT_COUNTS):
+                        help=f"{'/'.join(map(str, _TINY_COUNTS.values()))} images per class in train/val/test, "
+                             f"for tests")
+    for split, count in _DEFAULT_COUNTS.items():
         parser.add_argument(f"--{split}-per-class", type=int, default=None,
                             help=f"{split} images per class (default {count})")
     parser.add_argument("--two-object-fraction", type=float, default=0.1,
@@ -40,8 +39,10 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parse_args(argv)
     counts = [
         getattr(args, f"{split}_per_class") if getattr(args, f"{split}_per_class") is not None else default
-        for split, default in zip(SPLITS, _TINY_COUNTS if args.tiny else _DEFAULT_COUNTS)
+        for split, default in (_TINY_COUNTS if args.tiny else _DEFAULT_COUNTS).items()
     ]
+    from fcam.data.synthetic import class_names, generate_synthetic
+
     roots = generate_synthetic(
         args.out,
         seed=args.seed,
@@ -53,7 +54,7 @@ def _main(argv: Sequence[str] | None) -> int:
         two_object_fraction=args.two_object_fraction,
         progress=not args.quiet,
     )
-    sizes = ", ".join(f"{split} {count * args.num_classes}" for split, count in zip(SPLITS, counts))
+    sizes = ", ".join(f"{split} {count * args.num_classes}" for split, count in zip(_DEFAULT_COUNTS, counts))
     print(f"wrote CUB (boxes) and OpenImages (masks), {args.num_classes} classes, "
           f"~{args.image_size} px, images per split: {sizes}")
     print(f"classes: {', '.join(class_names(args.num_classes))}")

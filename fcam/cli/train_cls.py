@@ -5,24 +5,27 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from fcam.cli.common import add_config_args, add_run_args, run_cli
-from fcam.config import Config, load_config
-from fcam.engine.distributed import DistContext
-from fcam.engine.loaders import num_classes, split_metadata
-from fcam.engine.tasks import ClassifierTask
-from fcam.engine.trainer import run_training
+from fcam.cli.common import add_config_args, add_run_args, new_parser, run_cli, warn
+from fcam.config import TRAIN_CLS, Config, ignored_overrides, load_config
+
+if TYPE_CHECKING:
+    from fcam.engine.distributed import DistContext
+    from fcam.engine.tasks import ClassifierTask
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="fcam-train-cls", description=__doc__)
+    parser = new_parser("fcam-train-cls", __doc__)
     add_config_args(parser)
     add_run_args(parser)
     return parser.parse_args(argv)
 
 
 def make_task(cfg: Config, ctx: DistContext) -> ClassifierTask:
+    from fcam.engine.loaders import num_classes, split_metadata
+    from fcam.engine.tasks import ClassifierTask
+
     train_meta = split_metadata(cfg, cfg.data.train_split)
     val_meta = split_metadata(cfg, cfg.data.val_split)
     return ClassifierTask(cfg, ctx, train_meta, val_meta, num_classes(cfg, train_meta))
@@ -31,7 +34,11 @@ def make_task(cfg: Config, ctx: DistContext) -> ClassifierTask:
 def main_(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = load_config(args.config, args.overrides)
-    run_training(cfg, args.output, args.resume, args.overwrite, cfg.train.epochs, make_task)
+    for message in ignored_overrides(args.overrides, TRAIN_CLS):
+        warn(message)
+    from fcam.engine.trainer import run_training
+
+    run_training(cfg, args.output, args.resume, args.overwrite, TRAIN_CLS, make_task)
     return 0
 
 

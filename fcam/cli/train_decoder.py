@@ -6,19 +6,19 @@ from __future__ import annotations
 import argparse
 import sys
 from functools import partial
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from fcam.cli.common import add_config_args, add_run_args, run_cli
-from fcam.config import Config, load_config
-from fcam.engine.distributed import DistContext
-from fcam.engine.loaders import split_metadata
-from fcam.engine.tasks import DecoderTask, load_classifier
-from fcam.engine.trainer import run_training
+from fcam.cli.common import add_config_args, add_run_args, new_parser, run_cli, warn
+from fcam.config import TRAIN_DECODER, Config, ignored_overrides, load_config
 from fcam.errors import FcamError
+
+if TYPE_CHECKING:
+    from fcam.engine.distributed import DistContext
+    from fcam.engine.tasks import DecoderTask
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="fcam-train-decoder", description=__doc__)
+    parser = new_parser("fcam-train-decoder", __doc__)
     add_config_args(parser)
     parser.add_argument("--classifier", required=True, help="checkpoint written by fcam-train-cls (best.pt)")
     add_run_args(parser)
@@ -26,6 +26,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def make_task(classifier_path: str, cfg: Config, ctx: DistContext) -> DecoderTask:
+    from fcam.engine.loaders import split_metadata
+    from fcam.engine.tasks import DecoderTask, load_classifier
+
     classifier, cls_cfg = load_classifier(classifier_path, ctx.device)
     if cls_cfg.model.backbone != cfg.model.backbone:
         raise FcamError(f"--classifier {classifier_path} is a {cls_cfg.model.backbone} classifier but config key "
@@ -38,7 +41,11 @@ def make_task(classifier_path: str, cfg: Config, ctx: DistContext) -> DecoderTas
 def main_(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = load_config(args.config, args.overrides)
-    run_training(cfg, args.output, args.resume, args.overwrite, cfg.fcam.epochs, partial(make_task, args.classifier))
+    for message in ignored_overrides(args.overrides, TRAIN_DECODER):
+        warn(message)
+    from fcam.engine.trainer import run_training
+
+    run_training(cfg, args.output, args.resume, args.overwrite, TRAIN_DECODER, partial(make_task, args.classifier))
     return 0
 
 

@@ -1,19 +1,32 @@
-"""Data: wsolevaluation metadata, ground truth at evaluation size, the image Dataset and the
-synthetic dataset the demo and tests train on."""
+"""Data: wsolevaluation metadata, ground truth at evaluation size, the image Dataset, the
+converter of your own images (``fcam-prepare``) and the synthetic dataset of the demo and tests.
 
-from fcam.data.masks import load_gt_mask
+The metadata readers import without torch or OpenCV; the other names load their module on
+first use (PEP 562), so ``from fcam.data import DATASETS`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+
 from fcam.data.metadata import DATASETS, Metadata, load_metadata
 
-__all__ = ["DATASETS", "Metadata", "WSOLDataset", "generate_synthetic", "load_gt_mask", "load_metadata"]
+_LAZY = {
+    "WSOLDataset": "fcam.data.dataset",
+    "load_gt_mask": "fcam.data.masks",
+    "generate_synthetic": "fcam.data.synthetic",
+    "prepare_dataset": "fcam.data.prepare",
+}
 
-# Metadata and masks import without torch (scoring saved maps needs no more); the image Dataset
-# (torch, PIL) and the synthetic generator (scikit-image) load on first use (PEP 562).
-_LAZY = {"WSOLDataset": "fcam.data.dataset", "generate_synthetic": "fcam.data.synthetic"}
+__all__ = ["DATASETS", "Metadata", "WSOLDataset", "generate_synthetic", "load_gt_mask", "load_metadata",
+           "prepare_dataset"]
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    raise AttributeError(f"module 'fcam.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

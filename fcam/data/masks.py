@@ -1,4 +1,4 @@
-"""Pixel ground truth of mask datasets (OpenImages) at evaluation size (SPEC section 3)."""
+"""Pixel ground truth of mask datasets (OpenImages, or your own) at evaluation size (Choe et al.)."""
 
 from __future__ import annotations
 
@@ -19,16 +19,17 @@ def _read_mask(path: Path, size: int) -> np.ndarray:
 
 
 def load_gt_mask(
-    mask_root: str | Path, mask_paths: list[str], ignore_path: str | None, size: int = 224
+    mask_root: str | Path, mask_paths: list[str], ignore_path: str | None, size: int = 224,
+    dataset: str = "OpenImages",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Foreground and ignore masks, both boolean ``(size, size)``.
 
-    Files are ``<mask_root>/OpenImages/<path>``. Foreground is the union over instances of
-    ``mask > 0.5`` on the 0..255 grey levels (any non-zero pixel, as the reference does);
-    ignored pixels are those of the ignore mask that are not foreground. Without an ignore
-    path nothing is ignored.
+    Files are ``<mask_root>/<dataset>/<path>`` (wsolevaluation keeps OpenImages' masks under
+    ``<mask_root>/OpenImages/``). Foreground is the union over instances of ``mask > 0.5`` on
+    the 0..255 grey levels (any non-zero pixel, as the reference does); ignored pixels are
+    those of the ignore mask that are not foreground. Without an ignore path nothing is ignored.
     """
-    folder = Path(mask_root) / "OpenImages"
+    folder = Path(mask_root) / dataset
     if not mask_paths:
         raise FcamError(f"no instance mask given under {folder}")
     foreground = np.zeros((size, size), dtype=bool)

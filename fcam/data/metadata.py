@@ -1,8 +1,11 @@
-"""Readers for the wsolevaluation metadata layout (SPEC section 2).
+"""Readers for the wsolevaluation metadata layout (Choe et al., CVPR 2020).
 
 ``<metadata_root>/<dataset>/<split>/`` holds four comma-separated text files:
 ``image_ids.txt``, ``class_labels.txt``, ``image_sizes.txt`` and ``localization.txt``.
-Every record is checked; a bad one raises :class:`FcamError` naming the file and line.
+``<dataset>`` is any folder name; the kind of ground truth comes from ``localization.txt``
+itself: ``image_id,x0,y0,x1,y1`` rows are boxes, ``image_id,mask_path,ignore_path`` rows are
+masks, and an empty file (a training split) has none. Every record is checked; a bad one
+raises :class:`FcamError` naming the file and line.
 """
 
 from __future__ import annotations
@@ -15,8 +18,13 @@ import numpy as np
 
 from fcam.errors import FcamError
 
-DATASETS: dict[str, str] = {"CUB": "box", "ILSVRC": "box", "OpenImages": "mask"}
-"""Supported datasets and the kind of localization ground truth each one has."""
+DATASETS: dict[str, str] = {
+    "CUB": "CUB-200-2011: 200 classes, boxes; val is CUBV2 (5 images per class)",
+    "ILSVRC": "ImageNet-1k: 1000 classes, boxes; val is ImageNetV2 (10 per class), test is ILSVRC2012 val",
+    "OpenImages": "OpenImages30k: 100 classes, instance masks with ignore masks",
+}
+"""The datasets whose wsolevaluation metadata is used as it is, for help texts. Any other
+folder name works the same way (``fcam-prepare`` writes one from your own images)."""
 
 _FILES = ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt")
 
@@ -25,17 +33,17 @@ _FILES = ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.
 class Metadata:
     """One split of one dataset, as read from its four metadata files.
 
-    ``sizes`` maps image id to the original ``(width, height)``; it is empty when
-    ``image_sizes.txt`` is (OpenImages, ILSVRC train). ``boxes`` (box datasets) holds
+    ``kind`` is ``"box"``, ``"mask"`` or ``None`` when ``localization.txt`` is empty, as for
+    training splits. ``sizes`` maps image id to the original ``(width, height)``; it is empty
+    when ``image_sizes.txt`` is (OpenImages, ILSVRC train). ``boxes`` (box data) holds
     ``(n, 4)`` int64 arrays of inclusive ``x0, y0, x1, y1`` in original coordinates;
-    ``masks`` (mask datasets) holds ``(instance mask paths, ignore path or None)``.
-    Both are ``None`` when ``localization.txt`` is empty, as for training splits.
-    ``folder`` is where the files were read from, for error messages.
+    ``masks`` (mask data) holds ``(instance mask paths, ignore path or None)``; the one that
+    does not apply is ``None``. ``folder`` is where the files were read from, for error messages.
     """
 
     dataset: str
     split: str
-    kind: str
+    kind: str | None
     image_ids: list[str]
     labels: list[int]
     sizes: dict[str, tuple[int, int]]
@@ -48,16 +56,22 @@ class Metadata:
         """Number of classes implied by the labels: the largest label plus one."""
         return max(self.labels, default=-1) + 1
 
+    def require_ground_truth(self) -> None:
+        """Raise :class:`FcamError` unless the split has boxes or masks to score maps against."""
+        if self.kind is None:
+            where = self.folder / "localization.txt" if self.folder else f"{self.dataset}/{self.split}"
+            raise FcamError(f"{where}: empty, so split '{self.split}' of {self.dataset} has no boxes or masks "
+                            "to evaluate against; evaluate on an annotated split (val, test)")
+
     def gt_boxes(self, size: int = 224) -> list[np.ndarray]:
         """Ground-truth boxes rescaled to a ``size`` x ``size`` image, aligned with ``image_ids``.
 
         Each coordinate is ``int((x * size) / w)`` (``y`` with the height) computed in float64,
         the reference's order of operations: ``x * (size / w)`` rounds differently for a few boxes.
         """
+        self.require_ground_truth()
         if self.boxes is None:
-            raise FcamError(
-                f"{self.dataset}/{self.split}: no boxes (localization.txt is empty or the dataset has masks)"
-            )
+            raise FcamError(f"{self.folder or self.dataset}: split '{self.split}' has masks, not boxes")
         resized = []
         for image_id in self.image_ids:
             width, height = self.sizes[image_id]
@@ -69,9 +83,7 @@ class Metadata:
 
 def load_metadata(metadata_root: str | Path, dataset: str, split: str) -> Metadata:
     """Read and validate ``<metadata_root>/<dataset>/<split>/*.txt``."""
-    if dataset not in DATASETS:
-        raise FcamError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
-    folder = Path(metadata_root) / dataset / split
+    folder = _split_folder(Path(metadata_root), dataset, split)
     paths = {name: folder / name for name in _FILES}
     for path in paths.values():
         if not path.is_file():
@@ -81,12 +93,12 @@ def load_metadata(metadata_root: str | Path, dataset: str, split: str) -> Metada
     known = set(image_ids)
     labels = _read_labels(paths["class_labels.txt"], known)
     sizes = _read_sizes(paths["image_sizes.txt"], known)
-    kind = DATASETS[dataset]
     localization = paths["localization.txt"]
+    kind = _localization_kind(localization)
     boxes = masks = None
     if kind == "box":
         boxes = _read_boxes(localization, known, sizes, paths["image_sizes.txt"])
-    else:
+    elif kind == "mask":
         masks = _read_masks(localization, known)
     return Metadata(
         dataset=dataset,
@@ -101,8 +113,22 @@ def load_metadata(metadata_root: str | Path, dataset: str, split: str) -> Metada
     )
 
 
-def _records(path: Path, num_fields: int) -> list[tuple[int, list[str]]]:
-    """``(line number, fields)`` for every line; the last line may lack its newline."""
+def _split_folder(metadata_root: Path, dataset: str, split: str) -> Path:
+    """``<metadata_root>/<dataset>/<split>``, or an error listing what is there instead."""
+    for what, name in (("dataset", dataset), ("split", split)):
+        if name in ("", ".", "..") or "/" in name or "\\" in name:
+            raise FcamError(f"{what} name {name!r} must be a folder name (no path separator)")
+    for folder, what in ((metadata_root / dataset, "dataset"), (metadata_root / dataset / split, "split")):
+        if not folder.is_dir():
+            parent = folder.parent
+            found = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+            listing = f"{parent} holds: {', '.join(found)}" if found else f"{parent} has no {what} folder"
+            raise FcamError(f"no metadata for {what} {folder.name!r}: {folder} is not a folder ({listing})")
+    return metadata_root / dataset / split
+
+
+def _lines(path: Path) -> list[str]:
+    """The file's lines; the last one may lack its newline."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -110,15 +136,34 @@ def _records(path: Path, num_fields: int) -> list[tuple[int, list[str]]]:
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()  # what follows a trailing newline, or an empty file
+    return [line.rstrip("\r") for line in lines]
+
+
+def _records(path: Path, num_fields: int, layout: str | None = None) -> list[tuple[int, list[str]]]:
+    """``(line number, fields)`` for every line, each of exactly ``num_fields`` fields."""
     records = []
-    for number, line in enumerate(lines, start=1):
-        fields = line.rstrip("\r").split(",")
+    for number, line in enumerate(_lines(path), start=1):
+        fields = line.split(",")
         if len(fields) != num_fields or fields[0] == "":
-            raise FcamError(
-                f"{path}:{number}: malformed line {line!r}; expected {num_fields} comma-separated fields"
-            )
+            expected = f"{layout} ({num_fields} fields)" if layout else f"{num_fields} comma-separated fields"
+            raise FcamError(f"{path}:{number}: malformed line {line!r}; expected {expected}")
         records.append((number, fields))
     return records
+
+
+_LAYOUTS = {5: ("box", "image_id,x0,y0,x1,y1"), 3: ("mask", "image_id,mask_path,ignore_path")}
+
+
+def _localization_kind(path: Path) -> str | None:
+    """``"box"`` or ``"mask"`` from the first line's number of fields; ``None`` for an empty file."""
+    lines = _lines(path)
+    if not lines:
+        return None
+    layout = _LAYOUTS.get(len(lines[0].split(",")))
+    if layout is None:
+        raise FcamError(f"{path}:1: malformed line {lines[0]!r}; expected {_LAYOUTS[5][1]} (boxes) "
+                        f"or {_LAYOUTS[3][1]} (masks)")
+    return layout[0]
 
 
 def _integer(path: Path, number: int, field: str, what: str, minimum: int) -> int:
@@ -180,10 +225,8 @@ def _read_sizes(path: Path, known: set[str]) -> dict[str, tuple[int, int]]:
 
 def _read_boxes(
     path: Path, known: set[str], sizes: dict[str, tuple[int, int]], sizes_path: Path
-) -> dict[str, np.ndarray] | None:
-    records = _records(path, 5)
-    if not records:
-        return None
+) -> dict[str, np.ndarray]:
+    records = _records(path, 5, f"{_LAYOUTS[5][1]}, like line 1")
     if not sizes:
         raise FcamError(f"{sizes_path}: empty, but {path} has boxes, which need the image sizes")
     boxes: dict[str, list[list[int]]] = {}
@@ -201,10 +244,8 @@ def _read_boxes(
     return {image_id: np.array(boxes[image_id], dtype=np.int64) for image_id in boxes}
 
 
-def _read_masks(path: Path, known: set[str]) -> dict[str, tuple[list[str], str | None]] | None:
-    records = _records(path, 3)
-    if not records:
-        return None
+def _read_masks(path: Path, known: set[str]) -> dict[str, tuple[list[str], str | None]]:
+    records = _records(path, 3, f"{_LAYOUTS[3][1]}, like line 1")
     masks: dict[str, tuple[list[str], str | None]] = {}
     for number, (image_id, mask_path, ignore_path) in records:
         _check_id(path, number, image_id, known)

@@ -18,8 +18,8 @@ from fcam.errors import FcamError
 
 @dataclass(frozen=True)
 class DistContext:
-    """Where this process stands: its rank, the world size, its device and how many ranks share
-    its machine (which share its CPUs, e.g. for metric workers)."""
+    """Where this process stands: its rank, the world size, its device and how many processes
+    share its machine."""
 
     rank: int
     world_size: int

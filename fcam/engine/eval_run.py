@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fcam.cams import CAM_METHODS
 from fcam.config import Config
 from fcam.data import Metadata
 from fcam.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -95,6 +96,15 @@ def _example_figures(collector: MapCollector, metrics: dict, metadata: Metadata,
                                [e["ignore"] for e in ex], path, titles=titles)
 
 
+def check_methods(methods: list[str]) -> None:
+    """FcamError naming the unknown ones among ``methods`` (fcam or a CAM method of fcam.cams)."""
+    known = (*CAM_METHODS, "fcam")
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise FcamError(f"--method: unknown map method {', '.join(map(repr, unknown))}; expected any of "
+                        f"{', '.join(known)}")
+
+
 def map_function(method: str, cfg: Config, ctx: DistContext, classifier: WSOLClassifier | None,
                  fcam_model: FCAMModel | None) -> MapFn:
     if method == "fcam":
@@ -107,9 +117,11 @@ def map_function(method: str, cfg: Config, ctx: DistContext, classifier: WSOLCla
 
 def evaluate_methods(cfg: Config, ctx: DistContext, metadata: Metadata, methods: list[str], out_dir: Path,
                      classifier: WSOLClassifier | None = None, fcam_model: FCAMModel | None = None,
-                     save_scoremaps: bool = False, visualize: int = 0) -> dict[str, dict]:
+                     save_scoremaps: bool = False, visualize: int = 0,
+                     provenance: dict | None = None) -> dict[str, dict]:
     """Evaluate each method on ``metadata``'s split; write one folder per method (metrics.json,
-    curves, figures, score maps) and, for several methods, comparison figures in ``out_dir``."""
+    provenance.json: ``provenance`` and the method, curves, figures, score maps) and, for several
+    methods, comparison figures in ``out_dir``."""
     loader = eval_loader(cfg, metadata, ctx)
     count = len(metadata.image_ids)
     example_indices = set(np.linspace(0, count - 1, min(visualize, count)).round().astype(int).tolist())
@@ -128,7 +140,8 @@ def evaluate_methods(cfg: Config, ctx: DistContext, metadata: Metadata, methods:
             if not ctx.is_main:
                 continue
             results[method] = write_report(metrics, method_dir,
-                                           title=f"{method} on {metadata.dataset} {metadata.split}")
+                                           title=f"{method} on {metadata.dataset} {metadata.split}",
+                                           provenance={"method": method, **(provenance or {})})
             curves[method] = metrics["curves"]
             values[method] = np.concatenate(collector.values) if collector.values else np.zeros(1)
             if visualize:

@@ -26,6 +26,7 @@ from fcam.metrics.scoremap import check_score_range
 from fcam.models import FCAMModel, WSOLClassifier
 
 MapFn = Callable[[dict], tuple[np.ndarray, torch.Tensor]]
+OnBatch = Callable[[dict, np.ndarray], None]
 
 
 def cam_map_fn(model: WSOLClassifier, method: str, eval_size: int, interpolation: str,
@@ -68,7 +69,7 @@ def make_evaluator(metadata: Metadata, cam_curve_interval: float) -> BoxEvaluato
 
 def evaluate_localization(map_fn: MapFn, loader: DataLoader, metadata: Metadata, ctx: DistContext,
                           eval_size: int, cam_curve_interval: float = 0.001,
-                          on_batch: Callable[[dict, np.ndarray], None] | None = None,
+                          on_batch: OnBatch | None = None,
                           desc: str = "eval", num_workers: int = AUTO, pool: ScoringPool | None = None) -> dict:
     """Score every image of ``loader`` (each rank its shard) and return the gathered metrics.
 

@@ -72,13 +72,13 @@ def score_saved_boxes(maps: SavedMaps, image_ids: list[str], gt_boxes: list[np.n
 
 
 def score_saved_masks(maps: SavedMaps, image_ids: list[str], masks: list[tuple[list[str], str | None]],
-                      mask_root: str | Path, edges: np.ndarray) -> np.ndarray:
+                      mask_root: str | Path, dataset: str, edges: np.ndarray) -> np.ndarray:
     """Per-image PxAP histograms (:func:`fcam.metrics.pixel_histograms`) of a chunk of saved maps,
-    the masks read from ``mask_root``; runs in a worker."""
+    the masks read from ``<mask_root>/<dataset>/``; runs in a worker."""
     histograms = []
     for image_id, (paths, ignore_path) in zip(image_ids, masks):
         scoremap = maps.load(image_id)
-        foreground, ignore = load_gt_mask(mask_root, paths, ignore_path, maps.eval_size)
+        foreground, ignore = load_gt_mask(mask_root, paths, ignore_path, maps.eval_size, dataset=dataset)
         histograms.append(pixel_histograms(scoremap[None], foreground[None], ignore[None], edges)[0])
     return np.stack(histograms)
 
@@ -91,6 +91,7 @@ def evaluate_saved_maps(scoremap_root: str | Path, metadata: Metadata, mask_root
     ``batch_size`` maps make one job of a worker; ``num_workers`` processes score them
     (:data:`AUTO`: one per CPU of this process; 0 or 1: in this process).
     """
+    metadata.require_ground_truth()
     maps = SavedMaps(Path(scoremap_root), eval_size, normalize)
     if not maps.root.is_dir():
         raise FcamError(f"--scoremap-root: no such directory: {maps.root}")
@@ -111,7 +112,7 @@ def evaluate_saved_maps(scoremap_root: str | Path, metadata: Metadata, mask_root
             for chunk in chunks:
                 masks = [metadata.masks[image_id] for image_id in ids[chunk]]
                 pool.submit(_adder(evaluator.add_histograms, bar), score_saved_masks, maps, ids[chunk], masks,
-                            mask_root, evaluator.edges)
+                            mask_root, metadata.dataset, evaluator.edges)
     bar.close()
     return evaluator.compute()
 

@@ -15,7 +15,7 @@ from fcam.config import Config, config_from_dict
 from fcam.data import Metadata
 from fcam.engine.checkpoint import load_checkpoint
 from fcam.engine.distributed import DistContext
-from fcam.engine.evaluation import cam_map_fn, evaluate_localization, fcam_map_fn
+from fcam.engine.evaluation import OnBatch, cam_map_fn, evaluate_localization, fcam_map_fn
 from fcam.engine.loaders import eval_loader, train_loader
 from fcam.errors import FcamError
 from fcam.losses import DenseCRFLoss, ExtendedLogBarrier, FCAMLoss, SeedSampler, SizeConstraintLoss
@@ -64,18 +64,16 @@ class ClassifierTask:
         return {"loss": F.cross_entropy(self.net(images), labels)}
 
     def set_epoch(self, epoch: int) -> None:
-        self.net.train()
         self.train_loader.sampler.set_epoch(epoch)
 
     def end_epoch(self) -> None:
         self.scheduler.step()
 
-    def validate(self) -> dict[str, Any]:
-        self.model.eval()
+    def validate(self, on_batch: OnBatch | None = None) -> dict[str, Any]:
         fn = cam_map_fn(self.model, self.cfg.cam.method, self.cfg.data.eval_size, self.cfg.cam.interpolation,
                         self.ctx.device)
         return evaluate_localization(fn, self.val_loader, self.val_meta, self.ctx, self.cfg.data.eval_size,
-                                     self.cfg.eval.cam_curve_interval, desc="validate",
+                                     self.cfg.eval.cam_curve_interval, on_batch=on_batch, desc="validate",
                                      num_workers=self.cfg.eval.num_workers)
 
     def state_dict(self) -> dict[str, Any]:
@@ -154,7 +152,6 @@ class DecoderTask:
         return {"loss": terms["total"], **{k: v for k, v in terms.items() if k != "total"}}
 
     def set_epoch(self, epoch: int) -> None:
-        self.net.train()
         self.train_loader.sampler.set_epoch(epoch)
         # Seeds are drawn from their own generator, re-seeded per epoch and rank, so a resumed
         # run samples the same pixels as an uninterrupted one.
@@ -163,11 +160,10 @@ class DecoderTask:
     def end_epoch(self) -> None:
         self.elb.step()
 
-    def validate(self) -> dict[str, Any]:
-        self.model.eval()
+    def validate(self, on_batch: OnBatch | None = None) -> dict[str, Any]:
         fn = fcam_map_fn(self.model, self.cfg.data.eval_size, self.ctx.device)
         return evaluate_localization(fn, self.val_loader, self.val_meta, self.ctx, self.cfg.data.eval_size,
-                                     self.cfg.eval.cam_curve_interval, desc="validate",
+                                     self.cfg.eval.cam_curve_interval, on_batch=on_batch, desc="validate",
                                      num_workers=self.cfg.eval.num_workers)
 
     def state_dict(self) -> dict[str, Any]:

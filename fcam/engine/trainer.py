@@ -1,9 +1,10 @@
 """The training loop both commands share: epochs, AMP, non-finite-loss guard, per-epoch
-validation, model selection, atomic checkpoints, resume, and a JSONL log.
+validation, model selection, atomic checkpoints, resume, and the run's logs.
 
 A *task* (:class:`fcam.engine.tasks.ClassifierTask`, :class:`fcam.engine.tasks.DecoderTask`)
 supplies the model, the optimizer and what one step and one validation mean; this module owns
-the rest, so both commands checkpoint, resume and log the same way.
+the rest, so both commands checkpoint, resume and log the same way. The loop itself switches the
+model between ``train()`` and ``eval()``.
 """
 
 from __future__ import annotations
@@ -12,22 +13,27 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import torch
 import yaml
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from fcam.config import Config
+from fcam.config import CommandKeys, Config, check_resume, value_of
 from fcam.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from fcam.engine.distributed import (DistContext, barrier, broadcast_buffers, broadcast_flag,
                                      cleanup_distributed, setup_distributed)
+from fcam.engine.evaluation import OnBatch
 from fcam.engine.report import scalar_metrics
+from fcam.engine.run_log import EPOCHS_FILE, STEPS_FILE, TENSORBOARD_DIR, RunLog, learning_rates
 from fcam.engine.seeding import seed_everything
 from fcam.errors import FcamError
 
-LAST, BEST, LOG, CONFIG, SUMMARY = "last.pt", "best.pt", "log.jsonl", "config.yaml", "summary.json"
+if TYPE_CHECKING:
+    from fcam.engine.eval_run import MapCollector
+
+LAST, BEST, CONFIG, SUMMARY = "last.pt", "best.pt", "config.yaml", "summary.json"
 
 
 class Task(Protocol):
@@ -40,9 +46,9 @@ class Task(Protocol):
     train_loader: DataLoader
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]: ...      # must hold 'loss'
-    def set_epoch(self, epoch: int) -> None: ...
+    def set_epoch(self, epoch: int) -> None: ...                       # sampler order, per-epoch seeds
     def end_epoch(self) -> None: ...                                   # schedulers, ELB t
-    def validate(self) -> dict[str, Any]: ...
+    def validate(self, on_batch: OnBatch | None = None) -> dict[str, Any]: ...  # on_batch(batch, maps)
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
@@ -66,19 +72,22 @@ def prepare_run_dir(run_dir: str | Path, resume: bool, overwrite: bool, create: 
         raise FcamError(f"--output {run_dir} holds {state}; pass --overwrite to start over")
     if create:
         if overwrite:
-            for name in (LAST, BEST, LOG, SUMMARY):
+            for name in (LAST, BEST, EPOCHS_FILE, STEPS_FILE, SUMMARY):
                 (run_dir / name).unlink(missing_ok=True)
+            for events in (run_dir / TENSORBOARD_DIR).glob("events.out.tfevents.*"):
+                events.unlink()
         run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 
-def _write_log(path: Path, history: list[dict]) -> None:
-    path.write_text("".join(json.dumps(row) + "\n" for row in history))
+def _batch_size(batch: dict) -> int:
+    return next(len(v) for v in batch.values() if isinstance(v, torch.Tensor))
 
 
 def train_one_epoch(task: Task, ctx: DistContext, epoch: int, scaler: torch.amp.GradScaler,
-                    use_amp: bool) -> dict[str, float]:
-    """One pass over the training loader; returns the mean of every loss term."""
+                    use_amp: bool, log: RunLog) -> dict[str, float]:
+    """One pass over the training loader in train mode; returns the mean of every loss term."""
+    task.model.train()
     totals: dict[str, float] = {}
     steps = 0
     bar = tqdm(task.train_loader, desc=f"epoch {epoch + 1} train", leave=False, dynamic_ncols=True,
@@ -91,79 +100,122 @@ def train_one_epoch(task: Task, ctx: DistContext, epoch: int, scaler: torch.amp.
             raise NonFiniteLoss(f"non-finite loss at epoch {epoch + 1}, step {step + 1}: "
                                 f"{ {k: float(v.detach()) for k, v in terms.items()} }; training stopped, "
                                 f"the last good checkpoint is kept")
+        lrs = learning_rates(task.optimizer)
         task.optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(task.optimizer)
         scaler.update()
-        for key, value in terms.items():
-            totals[key] = totals.get(key, 0.0) + float(value.detach())
+        values = {key: float(value.detach()) for key, value in terms.items()}
+        for key, value in values.items():
+            totals[key] = totals.get(key, 0.0) + value
         steps += 1
-        bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        log.step(epoch, step, values, lrs, _batch_size(batch) * ctx.world_size)
+        bar.set_postfix(loss=f"{values['loss']:.4f}")
     return {key: value / max(steps, 1) for key, value in totals.items()}
 
 
-def fit(task: Task, ctx: DistContext, run_dir: Path, epochs: int, config: dict, resume: bool) -> dict:
-    """Train ``task`` for ``epochs`` epochs in ``run_dir``; returns the summary of the best epoch.
+def _map_examples(log: RunLog, cfg: Config, ctx: DistContext) -> MapCollector | None:
+    """The collector of the validation maps drawn in TensorBoard: the first images of rank 0's shard."""
+    if log.writer is None or not cfg.log.tensorboard_images:
+        return None
+    from fcam.engine.eval_run import MapCollector
 
-    The checkpoint ``last.pt`` is written after every epoch (then ``best.pt`` when the
-    validation metric improved) and holds the task's state, every RNG's state, the history and
-    the config; ``resume`` continues from it with the same random sequence, so an interrupted
-    run ends with the weights and metrics of an uninterrupted one.
+    return MapCollector(None, set(range(0, cfg.log.tensorboard_images * ctx.world_size, ctx.world_size)))
+
+
+def fit(task: Task, ctx: DistContext, run_dir: Path, cfg: Config, epochs: int,
+        resume_from: dict | None = None) -> dict:
+    """Train ``task`` in ``run_dir`` up to ``epochs`` epochs, validating after each one.
+
+    ``last.pt`` is written after every epoch (then ``best.pt`` when the validation metric
+    improved) and holds the task's state, every RNG's state, the history and the config; a run
+    resumed from it continues the same random sequence, so an interrupted run ends with the
+    weights, metrics and logs of an uninterrupted one.
+
+    Args:
+        task: the recipe: model, optimizer, loaders, what a step and a validation are.
+        ctx: this process's rank, world size and device.
+        run_dir: the run folder, prepared by :func:`prepare_run_dir`.
+        cfg: the resolved config; saved with every checkpoint and as ``config.yaml``; the loop
+            reads ``train.amp`` and ``log.*``.
+        epochs: the number of epochs of the whole run (a resumed run trains the remaining ones).
+        resume_from: the state read from ``last.pt`` to continue from; None starts a new run.
+
+    Returns:
+        The summary (also written to ``summary.json``): ``best`` (epoch, score, metric name and
+        validation metrics of the best epoch), ``epochs`` and ``last`` (the last epoch's log row).
+
+    Raises:
+        NonFiniteLoss: a loss became NaN or infinite; the last good checkpoint is kept.
     """
     history: list[dict] = []
     best: dict | None = None
     start_epoch = 0
-    if resume:
-        state = load_checkpoint(run_dir / LAST, kind=task.kind)
-        task.load_state_dict(state["task"])
-        set_rng_state(state["rng"])
-        history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
+    if resume_from is not None:
+        task.load_state_dict(resume_from["task"])
+        set_rng_state(resume_from["rng"])
+        history, best, start_epoch = resume_from["history"], resume_from["best"], resume_from["epoch"] + 1
         if ctx.is_main:
             print(f"resuming {run_dir} after epoch {start_epoch}", file=sys.stderr)
     if ctx.is_main:
-        (run_dir / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
-    use_amp = ctx.device.type == "cuda" and bool(config["train"]["amp"])
+        (run_dir / CONFIG).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    use_amp = ctx.device.type == "cuda" and cfg.train.amp
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=use_amp)
-    for epoch in range(start_epoch, epochs):
-        started = time.time()
-        task.set_epoch(epoch)
-        train_stats = train_one_epoch(task, ctx, epoch, scaler, use_amp)
-        broadcast_buffers(task.model, ctx)
-        metrics = task.validate()
-        task.end_epoch()
-        score = float(metrics[task.selection_key])
-        improved = best is None or score > best["score"]
-        row = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in train_stats.items()},
-               **{f"val_{k}": v for k, v in scalar_metrics(metrics).items()}, "seconds": round(time.time() - started, 2)}
-        history.append(row)
-        if improved:
-            best = {"epoch": epoch + 1, "score": score, "metric": task.selection_key, "metrics": scalar_metrics(metrics)}
-        if ctx.is_main:
-            state = {"kind": task.kind, "config": config, "epoch": epoch, "task": task.state_dict(),
-                     "rng": rng_state(), "history": history, "best": best}
-            save_checkpoint(state, run_dir / LAST)
+    log = RunLog(run_dir, cfg.log, len(task.train_loader), start_epoch, enabled=ctx.is_main)
+    try:
+        for epoch in range(start_epoch, epochs):
+            started = time.time()
+            task.set_epoch(epoch)
+            lrs = learning_rates(task.optimizer)
+            train_stats = train_one_epoch(task, ctx, epoch, scaler, use_amp, log)
+            broadcast_buffers(task.model, ctx)
+            task.model.eval()
+            examples = _map_examples(log, cfg, ctx)
+            metrics = task.validate(examples)
+            task.end_epoch()
+            score = float(metrics[task.selection_key])
+            improved = best is None or score > best["score"]
+            row = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in train_stats.items()}, **lrs,
+                   **{f"val_{k}": v for k, v in scalar_metrics(metrics).items()},
+                   "seconds": round(time.time() - started, 2)}
+            history.append(row)
             if improved:
-                save_checkpoint(state, run_dir / BEST)
-            _write_log(run_dir / LOG, history)
-            print(f"epoch {epoch + 1}/{epochs}  loss {train_stats.get('loss', float('nan')):.4f}  "
-                  f"val {task.selection_key} {score:.2f}  best {best['score']:.2f} (epoch {best['epoch']})  "
-                  f"{row['seconds']:.0f}s", file=sys.stderr, flush=True)
-        barrier(ctx)
+                best = {"epoch": epoch + 1, "score": score, "metric": task.selection_key,
+                        "metrics": scalar_metrics(metrics)}
+            if ctx.is_main:
+                state = {"kind": task.kind, "config": cfg.to_dict(), "epoch": epoch, "task": task.state_dict(),
+                         "rng": rng_state(), "history": history, "best": best}
+                save_checkpoint(state, run_dir / LAST)
+                if improved:
+                    save_checkpoint(state, run_dir / BEST)
+                log.epoch(history)
+                log.maps(examples.examples if examples is not None else [], epoch)
+                print(f"epoch {epoch + 1}/{epochs}  loss {train_stats.get('loss', float('nan')):.4f}  "
+                      f"val {task.selection_key} {score:.2f}  best {best['score']:.2f} (epoch {best['epoch']})  "
+                      f"{row['seconds']:.0f}s", file=sys.stderr, flush=True)
+            barrier(ctx)
+    finally:
+        log.close()
     summary = {"best": best, "epochs": epochs, "last": history[-1] if history else None}
     if ctx.is_main:
         (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def run_training(cfg: Config, output: str | Path, resume: bool, overwrite: bool, epochs: int,
+def run_training(cfg: Config, output: str | Path, resume: bool, overwrite: bool, command: CommandKeys,
                  make_task: Callable[[Config, DistContext], Task]) -> dict:
-    """What both training commands do: join the process group, prepare the run directory, seed,
-    build the task and :func:`fit` it; returns the summary (printed on rank 0)."""
+    """What both training commands do: join the process group, prepare the run directory, check
+    that a resumed run keeps its config, seed, build the task and :func:`fit` it for the
+    command's epochs; returns the summary (printed on rank 0)."""
     ctx = setup_distributed(cfg.device)
     try:
         run_dir = prepare_run_dir(output, resume, overwrite, create=ctx.is_main)
+        state = None
+        if resume:
+            state = load_checkpoint(run_dir / LAST, kind=command.kind)
+            check_resume(state["config"], cfg, command, str(run_dir / LAST))
         seed_everything(cfg.train.seed, ctx.rank)
-        summary = fit(make_task(cfg, ctx), ctx, run_dir, epochs, cfg.to_dict(), resume)
+        summary = fit(make_task(cfg, ctx), ctx, run_dir, cfg, value_of(cfg, command.epochs), state)
         if ctx.is_main:
             best = summary["best"]
             print(f"best {best['metric']} {best['score']:.2f} at epoch {best['epoch']}; checkpoints in {run_dir}",

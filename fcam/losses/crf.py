@@ -66,14 +66,12 @@ class _SymmetricQuadraticForm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, probs: Tensor, filtered: Tensor) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(filtered)
-        ctx.probs_dtype = probs.dtype
-        return -(probs.to(filtered.dtype) * filtered).sum() / probs.shape[0]
+        return -(probs * filtered).sum() / probs.shape[0]
 
     @staticmethod
     def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         (filtered,) = ctx.saved_tensors
-        grad = -2.0 * grad_output * filtered / filtered.shape[0]
-        return grad.to(ctx.probs_dtype), None
+        return -2.0 * grad_output * filtered / filtered.shape[0], None
 
 
 class DenseCRFLoss(nn.Module):
@@ -104,34 +102,39 @@ class DenseCRFLoss(nn.Module):
         self.backend = backend
 
     def loss(self, images: Tensor, probs: Tensor) -> Tensor:
-        """Scalar loss of (B, 3, H, W) 0..255 images and (B, K, H, W) probability maps."""
+        """Scalar loss of (B, 3, H, W) 0..255 images and (B, K, H, W) probability maps.
+
+        Always computed in float32 (float64 inputs stay float64), autocast or not: the kernel sums
+        reach ~1e9 and half-precision matmuls would err by tens of percent per pixel.
+        """
         if images.dim() != 4 or images.shape[1] != 3 or probs.dim() != 4:
-            raise FcamError(
+            raise ValueError(
                 f"CRF loss expects images (B, 3, H, W) and probs (B, K, H, W), got "
                 f"{tuple(images.shape)} and {tuple(probs.shape)}"
             )
         if images.shape[0] != probs.shape[0] or images.shape[2:] != probs.shape[2:]:
-            raise FcamError(
+            raise ValueError(
                 f"CRF images {tuple(images.shape)} and probs {tuple(probs.shape)} differ in batch or size"
             )
-        # Work in at least float32, also under mixed precision (the sums reach ~1e9).
         work_dtype = torch.promote_types(probs.dtype, torch.float32)
-        images = images.detach().to(work_dtype)
-        sigma_xy = self.sigma_xy
-        if self.scale_factor != 1.0:
-            images = F.interpolate(images, scale_factor=self.scale_factor, mode="nearest")
-            probs = F.interpolate(probs, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
-            sigma_xy = sigma_xy * self.scale_factor
-        batch, classes = probs.shape[:2]
-        features = pixel_features(images, self.sigma_rgb, sigma_xy)
-        values = probs.detach().to(work_dtype).reshape(batch, classes, -1).transpose(1, 2)
-        with torch.no_grad():
-            if self.backend == "permutohedral":
-                filtered = permutohedral_filter(features, values)
-            else:
-                filtered = exact_gaussian_filter(features, values)
-        filtered = filtered.transpose(1, 2).reshape(probs.shape)
-        return self.weight * _SymmetricQuadraticForm.apply(probs, filtered)
+        with torch.autocast(device_type=probs.device.type, enabled=False):
+            images = images.detach().to(work_dtype)
+            probs = probs.to(work_dtype)
+            sigma_xy = self.sigma_xy
+            if self.scale_factor != 1.0:
+                images = F.interpolate(images, scale_factor=self.scale_factor, mode="nearest")
+                probs = F.interpolate(probs, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
+                sigma_xy = sigma_xy * self.scale_factor
+            batch, classes = probs.shape[:2]
+            features = pixel_features(images, self.sigma_rgb, sigma_xy)
+            values = probs.detach().reshape(batch, classes, -1).transpose(1, 2)
+            with torch.no_grad():
+                if self.backend == "permutohedral":
+                    filtered = permutohedral_filter(features, values)
+                else:
+                    filtered = exact_gaussian_filter(features, values)
+            filtered = filtered.transpose(1, 2).reshape(probs.shape)
+            return self.weight * _SymmetricQuadraticForm.apply(probs, filtered)
 
     def forward(self, images: Tensor, probs: Tensor) -> Tensor:
         return self.loss(images, probs)

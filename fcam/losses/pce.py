@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from fcam.errors import FcamError
-
 __all__ = ["IGNORE_INDEX", "partial_cross_entropy"]
 
 IGNORE_INDEX = -100
@@ -19,7 +17,7 @@ def partial_cross_entropy(seg_logits: Tensor, labels: Tensor) -> Tensor:
     With no labelled pixel the loss is 0 and still part of the graph (a zero gradient).
     """
     if seg_logits.dim() != 4 or labels.shape != seg_logits.shape[:1] + seg_logits.shape[2:]:
-        raise FcamError(
+        raise ValueError(
             f"partial cross-entropy expects logits (B, K, H, W) and labels (B, H, W), got "
             f"{tuple(seg_logits.shape)} and {tuple(labels.shape)}"
         )

@@ -35,7 +35,7 @@ class PermutohedralLattice:
 
     def __init__(self, features: Tensor) -> None:
         if features.dim() != 3:
-            raise FcamError(f"permutohedral features must be (B, N, d), got shape {tuple(features.shape)}")
+            raise ValueError(f"permutohedral features must be (B, N, d), got shape {tuple(features.shape)}")
         batch, n_points, d = features.shape
         self.batch, self.n_points, self.d = batch, n_points, d
         device = features.device
@@ -124,7 +124,7 @@ class PermutohedralLattice:
     def filter(self, values: Tensor) -> Tensor:
         """Splat (B, N, C) values, blur along every lattice direction, slice back to (B, N, C)."""
         if values.shape[:2] != (self.batch, self.n_points):
-            raise FcamError(
+            raise ValueError(
                 f"permutohedral values must be ({self.batch}, {self.n_points}, C), got {tuple(values.shape)}"
             )
         channels = values.shape[2]

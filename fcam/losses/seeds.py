@@ -20,7 +20,7 @@ def otsu_threshold(images_u8: Tensor) -> Tensor:
     its own value. Returns a (B,) int64 tensor on the input's device.
     """
     if images_u8.dtype != torch.uint8 or images_u8.dim() != 3:
-        raise FcamError(f"otsu_threshold expects (B, H, W) uint8 maps, got {images_u8.dtype} {tuple(images_u8.shape)}")
+        raise TypeError(f"otsu_threshold expects (B, H, W) uint8 maps, got {images_u8.dtype} {tuple(images_u8.shape)}")
     batch = images_u8.shape[0]
     device = images_u8.device
     flat = images_u8.reshape(batch, -1).to(torch.int64)
@@ -78,9 +78,9 @@ class SeedSampler:
     def regions(self, cams: Tensor) -> tuple[Tensor, Tensor]:
         """Boolean (B, H, W) foreground and background regions of (B, H, W) CAMs in [0, 1]."""
         if cams.dim() != 3:
-            raise FcamError(f"seed sampler expects CAMs (B, H, W), got {tuple(cams.shape)}")
+            raise ValueError(f"seed sampler expects CAMs (B, H, W), got {tuple(cams.shape)}")
         if not torch.isfinite(cams).all():
-            raise FcamError("seed sampler got a CAM with NaN or infinite values")
+            raise ValueError("seed sampler got a CAM with NaN or infinite values")
         batch, height, width = cams.shape
         cams_u8 = (cams.clamp(0.0, 1.0) * 255).to(torch.uint8)
         flat_u8 = cams_u8.reshape(batch, -1)

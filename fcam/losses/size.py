@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
@@ -58,8 +56,9 @@ class ExtendedLogBarrier:
 class SizeConstraintLoss(nn.Module):
     """weight * 1/2 * sum_r mean_batch psi_t(-size_r), size_r = sum over pixels of S^r (absolute).
 
-    Pushes every map (background and foreground) away from empty. The barrier's ``t`` is saved
-    with the module's state dict.
+    Pushes every map (background and foreground) away from empty. Computed in float32 (float64
+    inputs stay float64), autocast or not: sizes reach H*W. The owner of ``barrier`` tightens it
+    once per epoch (:meth:`ExtendedLogBarrier.step`) and saves its state.
     """
 
     def __init__(self, weight: float = 0.1, barrier: ExtendedLogBarrier | None = None) -> None:
@@ -70,19 +69,10 @@ class SizeConstraintLoss(nn.Module):
     def forward(self, probs: Tensor) -> Tensor:
         """Scalar loss of (B, K, H, W) probability maps."""
         if probs.dim() != 4:
-            raise FcamError(f"size constraint expects probs (B, K, H, W), got {tuple(probs.shape)}")
-        sizes = probs.sum(dim=(2, 3))
-        return self.weight * 0.5 * self.barrier(-sizes).mean(dim=0).sum()
-
-    def step(self) -> None:
-        """Tighten the barrier (call after each epoch)."""
-        self.barrier.step()
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return self.barrier.state_dict()
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        self.barrier.load_state_dict(state)
+            raise ValueError(f"size constraint expects probs (B, K, H, W), got {tuple(probs.shape)}")
+        with torch.autocast(device_type=probs.device.type, enabled=False):
+            sizes = probs.to(torch.promote_types(probs.dtype, torch.float32)).sum(dim=(2, 3))
+            return self.weight * 0.5 * self.barrier(-sizes).mean(dim=0).sum()
 
     def extra_repr(self) -> str:
         return f"weight={self.weight}, t={self.barrier.t:.4g}"
