@@ -240,11 +240,39 @@ def test_scale_factor_resizes_then_scales_sigma_xy():
     assert probs.grad is not None and probs.grad.abs().sum() > 0
 
 
+def test_reference_size_states_weight_and_sigma_at_that_side():
+    size, reference = 16, 24
+    images = _crop("chelsea", size)
+    probs = _probs(1, 2, size, seed=7)
+    side = size / reference
+    expected = _brute_force_loss(images, probs, 1e-2 / side**4, 15.0, 12.0 * side)
+    value = DenseCRFLoss(weight=1e-2, sigma_xy=12.0, reference_size=reference, backend="exact")(images, probs)
+    assert float(value) == pytest.approx(expected, rel=1e-10)
+    at_reference = DenseCRFLoss(weight=1e-2, sigma_xy=12.0, reference_size=size, backend="exact")(images, probs)
+    plain = DenseCRFLoss(weight=1e-2, sigma_xy=12.0, backend="exact")(images, probs)
+    assert float(at_reference) == float(plain)
+
+
+def test_reference_size_makes_the_loss_independent_of_the_sampling():
+    # The same scene at 16 and at 32 px (each pixel repeated 2x2): with a reference size the
+    # loss barely moves; without one it grows with the number of pixel pairs (16x).
+    images = _crop("chelsea", 16)
+    probs = _probs(1, 2, 16, seed=8)
+    fine_images = images.repeat_interleave(2, 2).repeat_interleave(2, 3)
+    fine_probs = probs.repeat_interleave(2, 2).repeat_interleave(2, 3)
+    scaled = DenseCRFLoss(weight=1e-2, sigma_xy=20.0, reference_size=16, backend="exact")
+    plain = DenseCRFLoss(weight=1e-2, sigma_xy=20.0, backend="exact")
+    assert float(scaled(fine_images, fine_probs)) / float(scaled(images, probs)) == pytest.approx(1.0, abs=0.05)
+    assert float(plain(fine_images, fine_probs)) / float(plain(images, probs)) > 10
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(FcamError):
         DenseCRFLoss(backend="gated")
     with pytest.raises(FcamError):
         DenseCRFLoss(sigma_rgb=0.0)
+    with pytest.raises(FcamError):
+        DenseCRFLoss(reference_size=-1)
     with pytest.raises(ValueError):
         DenseCRFLoss()(torch.rand(1, 3, 8, 8), torch.rand(1, 2, 8, 9))
 

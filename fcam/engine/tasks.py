@@ -131,7 +131,8 @@ class DecoderTask:
         self.seeds = SeedSampler(n_seeds=f.n_seeds, bg_fraction=f.bg_fraction, ksz=f.ksz, erode_size=f.erode_size)
         self.elb = ExtendedLogBarrier(t_init=f.elb_t_init, t_mult=f.elb_t_mult, t_max=f.elb_t_max)
         crf = DenseCRFLoss(weight=f.crf_weight, sigma_rgb=f.crf_sigma_rgb, sigma_xy=f.crf_sigma_xy,
-                           scale_factor=f.crf_scale, backend=f.crf_backend) if f.crf_weight > 0 else None
+                           scale_factor=f.crf_scale, backend=f.crf_backend,
+                           reference_size=f.crf_reference_size) if f.crf_weight > 0 else None
         size = SizeConstraintLoss(weight=f.size_weight, barrier=self.elb) if f.size_weight > 0 else None
         self.criterion = FCAMLoss(alpha=f.alpha, crf=crf, size=size)
         self.generator = torch.Generator(device=ctx.device)

@@ -79,6 +79,13 @@ class DenseCRFLoss(nn.Module):
 
     ``scale_factor`` s != 1 evaluates the loss on a resized problem, as the reference: the image
     resized with nearest, S bilinearly, and sigma_xy multiplied by s.
+
+    ``reference_size`` R > 0 states ``weight`` and ``sigma_xy`` for R x R images (the paper's
+    2e-9 and 100 px were set at 224): an H x W image, of side L = sqrt(H W), is treated as the
+    same scene sampled more coarsely or finely, so sigma_xy becomes sigma_xy * L / R and the
+    weight weight * (R / L)^4 (the quadratic form sums over pixel pairs: (L/R)^4 fewer of them).
+    The loss then has the strength relative to the seeds' cross-entropy that it has at R. 0
+    applies ``weight`` and ``sigma_xy`` as given, at any size (the reference code's behaviour).
     """
 
     def __init__(
@@ -88,6 +95,7 @@ class DenseCRFLoss(nn.Module):
         sigma_xy: float = 100.0,
         scale_factor: float = 1.0,
         backend: str = "permutohedral",
+        reference_size: int = 0,
     ) -> None:
         super().__init__()
         if backend not in _BACKENDS:
@@ -100,6 +108,9 @@ class DenseCRFLoss(nn.Module):
         self.sigma_xy = sigma_xy
         self.scale_factor = scale_factor
         self.backend = backend
+        if reference_size < 0:
+            raise FcamError(f"CRF reference_size must be >= 0 (0: off), got {reference_size}")
+        self.reference_size = reference_size
 
     def loss(self, images: Tensor, probs: Tensor) -> Tensor:
         """Scalar loss of (B, 3, H, W) 0..255 images and (B, K, H, W) probability maps.
@@ -120,7 +131,10 @@ class DenseCRFLoss(nn.Module):
         with torch.autocast(device_type=probs.device.type, enabled=False):
             images = images.detach().to(work_dtype)
             probs = probs.to(work_dtype)
-            sigma_xy = self.sigma_xy
+            sigma_xy, weight = self.sigma_xy, self.weight
+            if self.reference_size:
+                side = math.sqrt(images.shape[2] * images.shape[3]) / self.reference_size
+                sigma_xy, weight = sigma_xy * side, weight / side**4
             if self.scale_factor != 1.0:
                 images = F.interpolate(images, scale_factor=self.scale_factor, mode="nearest")
                 probs = F.interpolate(probs, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
@@ -134,7 +148,7 @@ class DenseCRFLoss(nn.Module):
                 else:
                     filtered = exact_gaussian_filter(features, values)
             filtered = filtered.transpose(1, 2).reshape(probs.shape)
-            return self.weight * _SymmetricQuadraticForm.apply(probs, filtered)
+            return weight * _SymmetricQuadraticForm.apply(probs, filtered)
 
     def forward(self, images: Tensor, probs: Tensor) -> Tensor:
         return self.loss(images, probs)
@@ -142,5 +156,5 @@ class DenseCRFLoss(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"weight={self.weight}, sigma_rgb={self.sigma_rgb}, sigma_xy={self.sigma_xy}, "
-            f"scale_factor={self.scale_factor}, backend={self.backend!r}"
+            f"scale_factor={self.scale_factor}, backend={self.backend!r}, reference_size={self.reference_size}"
         )
