@@ -21,6 +21,7 @@ import yaml
 
 from fcam.errors import FcamError
 from fcam.interpolation import INTERPOLATIONS
+from fcam.protocol import CAM_CURVE_INTERVAL, EVAL_SIZE
 from fcam.models.registry import BACKBONES, TORCHVISION_PREFIX, backbone_problem, output_stride_problem
 
 
@@ -44,7 +45,7 @@ class DataConfig:
     mask_root: str = _opt("data/masks", "Mask root (mask data): masks are read from MASK_ROOT/DATASET/MASK_PATH.")
     resize_size: int = _opt(256, "Training images are resized to this square size before the random crop.")
     crop_size: int = _opt(224, "Training crop size; evaluation images are resized to it (no crop).")
-    eval_size: int = _opt(224, "Size at which score maps are scored (the protocol fixes 224).")
+    eval_size: int = _opt(EVAL_SIZE, f"Size at which score maps are scored (the protocol fixes {EVAL_SIZE}).")
     num_classes: int = _opt(0, "Number of classes; 0 takes max label + 1 of the training split.")
     num_workers: int = _opt(-1, "DataLoader worker processes per rank; -1: min(8, CPU cores available per "
                             "local rank), 0 when that is one core.")
@@ -93,7 +94,8 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    cam_curve_interval: float = _opt(0.001, "Threshold step of MaxBoxAcc / PxAP (1000 thresholds at 0.001).")
+    cam_curve_interval: float = _opt(CAM_CURVE_INTERVAL, "Threshold step of MaxBoxAcc / PxAP "
+                                     f"({round(1 / CAM_CURVE_INTERVAL)} thresholds at {CAM_CURVE_INTERVAL}).")
     num_workers: int = _opt(-1, "Processes per rank scoring maps during evaluation, started once per run; "
                             "-1: this process's CPUs (affinity) divided by the ranks on the machine; "
                             "0 or 1: in the main process.")

@@ -16,6 +16,7 @@ from fcam.cli.common import new_parser, run_cli
 from fcam.config import load_config
 from fcam.data.metadata import DATASETS
 from fcam.errors import FcamError
+from fcam.protocol import CAM_CURVE_INTERVAL, EVAL_SIZE
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -23,13 +24,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="directory for metrics.json, curves and figures")
     parser.add_argument("--split", default="test", help="metadata split to score (default: test)")
     parser.add_argument("--cam-curve-interval", type=float, default=None,
-                        help="threshold step (default 0.001, or the config's eval.cam_curve_interval)")
+                        help=f"threshold step (default {CAM_CURVE_INTERVAL}, or the config's eval.cam_curve_interval)")
     saved = parser.add_argument_group("saved score maps")
     saved.add_argument("--scoremap-root", help="folder of <image_id>.npy score maps")
     saved.add_argument("--metadata-root", help="wsolevaluation metadata root")
     saved.add_argument("--mask-root", help="mask root (mask data): <mask_root>/<dataset>/<mask_path>")
     saved.add_argument("--dataset", help=f"dataset folder under --metadata-root: {', '.join(DATASETS)} or any other")
-    saved.add_argument("--eval-size", type=int, default=224, help="size at which maps are scored (default 224)")
+    saved.add_argument("--eval-size", type=int, default=EVAL_SIZE,
+                       help=f"size at which maps are scored (default {EVAL_SIZE})")
     saved.add_argument("--normalize", action="store_true", help="min-max normalize maps that are outside [0,1]")
     saved.add_argument("--num-workers", type=int, default=-1,
                        help="processes reading and scoring the maps (default -1: one per CPU of this process; "
@@ -57,7 +59,7 @@ def eval_saved(args: argparse.Namespace) -> int:
 
     metadata = load_metadata(args.metadata_root, args.dataset, args.split)
     metrics = evaluate_saved_maps(args.scoremap_root, metadata, args.mask_root, args.eval_size,
-                                  args.cam_curve_interval or 0.001, args.normalize, num_workers=args.num_workers)
+                                  args.cam_curve_interval or CAM_CURVE_INTERVAL, args.normalize, num_workers=args.num_workers)
     provenance = {"method": None, "dataset": args.dataset, "split": args.split,
                   "scoremap_root": str(Path(args.scoremap_root).resolve()), "config": None}
     scalars = write_report(metrics, args.output, title=f"{args.dataset} {args.split}", provenance=provenance)

@@ -24,6 +24,7 @@ from fcam.metrics import (BoxEvaluator, MaskEvaluator, box_hits_from_levels, gra
                           pixel_histograms, resize_scoremap, topk_correct)
 from fcam.metrics.scoremap import check_score_range
 from fcam.models import FCAMModel, WSOLClassifier
+from fcam.protocol import CAM_CURVE_INTERVAL
 
 MapFn = Callable[[dict], tuple[np.ndarray, torch.Tensor]]
 OnBatch = Callable[[dict, np.ndarray], None]
@@ -68,7 +69,7 @@ def make_evaluator(metadata: Metadata, cam_curve_interval: float) -> BoxEvaluato
 
 
 def evaluate_localization(map_fn: MapFn, loader: DataLoader, metadata: Metadata, ctx: DistContext,
-                          eval_size: int, cam_curve_interval: float = 0.001,
+                          eval_size: int, cam_curve_interval: float = CAM_CURVE_INTERVAL,
                           on_batch: OnBatch | None = None,
                           desc: str = "eval", num_workers: int = AUTO, pool: ScoringPool | None = None) -> dict:
     """Score every image of ``loader`` (each rank its shard) and return the gathered metrics.

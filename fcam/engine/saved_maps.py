@@ -20,6 +20,7 @@ from fcam.engine.scoring import AUTO, ScoringPool, resolve_num_workers
 from fcam.errors import FcamError
 from fcam.metrics import BoxEvaluator, MaskEvaluator, box_hits_from_levels, gray_levels, pixel_histograms
 from fcam.metrics.scoremap import normalize_scoremap, resize_scoremap
+from fcam.protocol import CAM_CURVE_INTERVAL, EVAL_SIZE
 
 
 def prepare_saved_map(scoremap: np.ndarray, eval_size: int, normalize: bool, name: str) -> np.ndarray:
@@ -84,7 +85,7 @@ def score_saved_masks(maps: SavedMaps, image_ids: list[str], masks: list[tuple[l
 
 
 def evaluate_saved_maps(scoremap_root: str | Path, metadata: Metadata, mask_root: str | Path | None = None,
-                        eval_size: int = 224, cam_curve_interval: float = 0.001, normalize: bool = False,
+                        eval_size: int = EVAL_SIZE, cam_curve_interval: float = CAM_CURVE_INTERVAL, normalize: bool = False,
                         batch_size: int = 32, num_workers: int = AUTO, progress: bool = True) -> dict:
     """MaxBoxAcc/MaxBoxAccV2 (box data) or PxAP (mask data) of the saved maps, in percent.
 

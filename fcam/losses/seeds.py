@@ -1,4 +1,4 @@
-"""Pixel seeds from a CAM: Otsu foreground, lowest-CAM background, sampled and dilated (F-CAM, SPEC 7)."""
+"""Pixel seeds from a CAM: Otsu foreground, lowest-CAM background, sampled and dilated (F-CAM; docs/method.md §3)."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from fcam.errors import FcamError
 from fcam.metrics.counts import checked_counts
 from fcam.metrics.scoremap import check_score_range, gray_levels, score_thresholds
 from fcam.metrics.threshold_boxes import max_ious_per_threshold
+from fcam.protocol import CAM_CURVE_INTERVAL, IOU_THRESHOLDS
 
 V1_IOU = 50  # MaxBoxAcc and top-1/5 localization use IoU >= 0.5
 
@@ -34,7 +35,8 @@ class BoxEvaluator:
       2022); it is never below the first rule.
     """
 
-    def __init__(self, cam_curve_interval: float = 0.001, iou_thresholds: Sequence[int] = (30, 50, 70)) -> None:
+    def __init__(self, cam_curve_interval: float = CAM_CURVE_INTERVAL,
+                 iou_thresholds: Sequence[int] = IOU_THRESHOLDS) -> None:
         """
         Args:
             cam_curve_interval: step between score thresholds (0.001 gives 1000 thresholds).

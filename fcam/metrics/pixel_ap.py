@@ -14,6 +14,7 @@ import numpy as np
 from fcam.errors import FcamError
 from fcam.metrics.counts import checked_counts
 from fcam.metrics.scoremap import check_score_range, score_thresholds
+from fcam.protocol import CAM_CURVE_INTERVAL
 
 FOREGROUND, BACKGROUND = 0, 1  # rows of a per-image histogram
 
@@ -21,7 +22,7 @@ FOREGROUND, BACKGROUND = 0, 1  # rows of a per-image histogram
 class MaskEvaluator:
     """Streaming PxAP over score maps in [0, 1] and boolean GT / ignore masks of the same shape."""
 
-    def __init__(self, cam_curve_interval: float = 0.001) -> None:
+    def __init__(self, cam_curve_interval: float = CAM_CURVE_INTERVAL) -> None:
         """
         Args:
             cam_curve_interval: step between score thresholds (0.001 gives 1000 thresholds).
