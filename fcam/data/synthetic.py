@@ -281,8 +281,9 @@ def _render_image(rng: np.random.Generator, label: int, image_size: int, scene: 
     background = _texture(rng, assets.backgrounds[rng.integers(len(assets.backgrounds))], height, width)
     image = background_colour * (1 + 0.3 * background[..., None])
     body_photo = assets.bodies[rng.integers(len(assets.bodies))]
-    # Several objects are smaller: diameters in [0.3, 0.8] of the side for one, shrinking with the count.
-    low, high = 0.3 / scene.instances ** 0.25, 0.8 / scene.instances ** 0.5
+    # Diameters in [0.3, 0.8] of the side for one object; several are smaller, but not so small
+    # that their part (7-11 % of the body) loses its shape.
+    low, high = (0.3, 0.8) if scene.instances == 1 else (0.25, 0.8 / np.sqrt(scene.instances))
     taken = np.zeros((height, width), dtype=bool)
     objects = []
     for diameter in np.sort(rng.uniform(low, high, scene.instances) * side)[::-1]:
