@@ -1,14 +1,16 @@
 """A small deterministic WSOL dataset, written in the CUB (boxes) and OpenImages (masks) layouts.
 
 It is what the demo and the tests train on, so it is built to show what F-CAM is for. Each image
-holds one object (sometimes two) on a background cut from a photograph. An object is a large
-blob, 40-75 % of the image side, textured from another photograph and tinted with one colour that
-stands apart from the desaturated background: a coherent region a dense CRF can group. Body
-shape, size, colour and texture follow the same distribution for every class; the class shows
-only in a small part (7-11 % of the body area) of class-specific shape and colour placed
-somewhere inside the body. A classifier therefore fires on the part, so its CAM localizes the
-object poorly, while a decoder guided by a CRF and a size constraint can grow the part's seed
-to the whole body.
+holds one to three objects of its class on a background cut from a photograph. An object is a
+blob, 30-80 % of the image side when alone and smaller when there are several, textured from
+another photograph and tinted with one colour that stands apart from the desaturated background:
+a coherent region a dense CRF can group. Body shape, size, colour and texture follow the same
+distribution for every class; the class shows only in a small part (7-11 % of the body area) of
+class-specific shape and colour placed somewhere inside the body. A classifier therefore fires on
+the part, so its CAM localizes the object poorly, while a decoder guided by a CRF and a size
+constraint can grow the part's seed to the whole body. As in real WSOL data, some images also
+hold distractors, which are in no box or mask: blobs drawn like bodies but without a part, and
+part-like shapes whose (shape, colour) pair belongs to no class, on the background.
 
 Every random draw comes from a numpy Generator seeded by ``(seed, split)``, and the
 written files (PNG images and masks, text metadata) are byte-identical for the same arguments.
