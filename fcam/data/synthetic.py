@@ -171,10 +171,11 @@ def _place(rng: np.random.Generator, outline: np.ndarray, blocked: np.ndarray,
         points = outline * scale
         low = 1 - points.min(axis=0)
         high = np.array([width - 2, height - 2]) - points.max(axis=0)
-        for _ in range(_PLACEMENT_TRIES if np.all(high >= low) else 0):
-            mask = _polygon_mask(points + rng.uniform(low, high), height, width)
-            if mask.any() and not (mask & blocked).any():
-                return mask
+        if np.all(high >= low):
+            for _ in range(_PLACEMENT_TRIES):
+                mask = _polygon_mask(points + rng.uniform(low, high), height, width)
+                if mask.any() and not (mask & blocked).any():
+                    return mask
         scale *= 0.85
     return None
 
