@@ -397,7 +397,8 @@ def generate_synthetic(
         max_instances: most objects in one image, in [1, ``MAX_INSTANCES``].
         distractor_fraction: fraction of images with distractors: 1-2 body-like blobs without a
             class part and/or 1-3 part-like shapes of a (shape, colour) pair no class uses, on the
-            background outside every object's box. They are in no box or mask.
+            background outside every object's box (blobs only when all 64 pairs are classes).
+            They are in no box or mask.
 
     Returns:
         The roots to configure: ``image_root``, ``metadata_root`` and ``mask_root``.
