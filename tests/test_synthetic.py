@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +14,12 @@ from PIL import Image
 
 from fcam.cli.synth import main as synth_main
 from fcam.data import generate_synthetic, load_gt_mask, load_metadata
-from fcam.data.synthetic import SPLITS, _BACKGROUND_PHOTOS, _BODY_PHOTOS, _load_photos, _render_image
+from fcam.data.synthetic import (_BACKGROUND_PHOTOS, _BODY_PHOTOS, _PART_COLOURS, _PART_SHAPES, SPLITS, _Assets,
+                                 _class_pair, _draw_scene, _free_pairs, _load_photos, _render_image, _rgb, _Scene,
+                                 _tight_box)
 
-TINY = dict(image_size=48, num_classes=3, num_train_per_class=4, num_val_per_class=2, num_test_per_class=2,
-            two_object_fraction=0.3, progress=False)
+TINY = dict(image_size=48, num_classes=3, num_train_per_class=6, num_val_per_class=2, num_test_per_class=2,
+            two_object_fraction=0.5, max_instances=3, distractor_fraction=0.5, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -87,24 +90,100 @@ def test_boxes_are_the_tight_boxes_of_the_instance_masks(synth, split):
         assert foreground.any() and ignored.any()
 
 
-def test_some_images_hold_two_objects(synth):
-    boxes = load_metadata(synth / "metadata", "CUB", "train").boxes
-    counts = {len(image_boxes) for image_boxes in boxes.values()}
-    assert counts == {1, 2}
+def mask_files(synth: Path, image_id: str) -> list[Path]:
+    stem = image_id.rsplit(".", 1)[0]
+    return sorted((synth / "masks/OpenImages").glob(f"{stem}_m*.png"))
 
 
-def test_objects_are_large_and_the_class_part_is_small():
-    backgrounds, bodies = _load_photos(_BACKGROUND_PHOTOS[:2]), _load_photos(_BODY_PHOTOS[:2])
+@pytest.mark.parametrize("split", SPLITS)
+def test_instance_counts_match_the_localization_lines(synth, split):
+    cub = load_metadata(synth / "metadata", "CUB", split)
+    openimages = load_metadata(synth / "metadata", "OpenImages", split)
+    lines = (synth / "metadata/OpenImages" / split / "localization.txt").read_text().splitlines()
+    for cub_id, oi_id in zip(cub.image_ids, openimages.image_ids):
+        count = sum(line.startswith(f"{oi_id},") for line in lines)
+        assert 1 <= count <= 3
+        assert len(cub.boxes[cub_id]) == len(openimages.masks[oi_id][0]) == len(mask_files(synth, oi_id)) == count
+
+
+def test_images_hold_one_to_three_objects_as_recorded(synth):
+    counts = []
+    for split in SPLITS:
+        counts += [len(boxes) for boxes in load_metadata(synth / "metadata", "CUB", split).boxes.values()]
+    assert set(counts) == {1, 2, 3} and counts.count(1) > counts.count(3)
+    settings = json.loads((synth / "synth.json").read_text())
+    assert settings["images_by_instances"] == {str(n): counts.count(n) for n in set(counts)}
+    assert settings["max_instances"] == 3 and settings["distractor_fraction"] == 0.5
+    assert sum(settings["images_by_distractors"].values()) == len(counts)
+    assert sum(n for key, n in settings["images_by_distractors"].items() if key != "0") > 0
+
+
+@pytest.fixture(scope="module")
+def assets() -> _Assets:
+    return _Assets(_load_photos(_BACKGROUND_PHOTOS[:2]), _load_photos(_BODY_PHOTOS[:2]), _free_pairs(4))
+
+
+def test_single_objects_vary_in_scale_and_the_class_part_is_small(assets):
     rng = np.random.default_rng(0)
-    for label in range(16):
-        image, objects = _render_image(rng, label, 96, False, backgrounds, bodies)
-        assert image.dtype == np.uint8 and image.ndim == 3
+    extents = []
+    for label in range(24):
+        image, objects, distractors = _render_image(rng, label % 4, 96, _Scene(instances=1), assets)
+        assert image.dtype == np.uint8 and image.ndim == 3 and distractors == []
         (obj,) = objects
         rows, cols = np.nonzero(obj.mask)
-        extent = max(cols.max() - cols.min(), rows.max() - rows.min()) + 1
-        assert 0.38 * min(image.shape[:2]) <= extent <= 0.77 * min(image.shape[:2])
+        extents.append((max(cols.max() - cols.min(), rows.max() - rows.min()) + 1) / min(image.shape[:2]))
         assert not (obj.part & ~obj.mask).any()
         assert 0.05 <= obj.part.sum() / obj.mask.sum() <= 0.12
+    assert 0.28 <= min(extents) < 0.4 and 0.7 < max(extents) <= 0.82
+
+
+def test_each_instance_holds_its_class_part_and_instances_do_not_touch(assets):
+    rng = np.random.default_rng(1)
+    for label in range(12):
+        image, objects, _ = _render_image(rng, label % 4, 96, _Scene(instances=2 + label % 2), assets)
+        assert len(objects) == 2 + label % 2
+        union = np.zeros(image.shape[:2], dtype=bool)
+        for obj in objects:
+            assert obj.part.any() and not (obj.part & ~obj.mask).any()
+            assert 0.05 <= obj.part.sum() / obj.mask.sum() <= 0.12
+            grown = cv2.dilate(obj.mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            assert not (grown & union).any()
+            union |= obj.mask
+
+
+def test_distractors_lie_outside_every_object_box(assets):
+    rng = np.random.default_rng(2)
+    seen = 0
+    for label in range(16):
+        scene = _Scene(instances=1 + label % 3, blobs=1 + label % 2, parts=1 + label % 3)
+        image, objects, distractors = _render_image(rng, label % 4, 96, scene, assets)
+        assert 1 <= len(distractors) <= scene.blobs + scene.parts
+        boxes = np.zeros(image.shape[:2], dtype=bool)
+        for obj in objects:
+            x0, y0, x1, y1 = _tight_box(obj.mask)
+            boxes[y0 : y1 + 1, x0 : x1 + 1] = True
+        covered = np.zeros_like(boxes)
+        for mask in distractors:
+            assert mask.any() and not (mask & boxes).any() and not (mask & covered).any()
+            covered |= mask
+        seen += len(distractors)
+    assert seen > 30
+
+
+def test_part_distractors_use_no_class_pair():
+    def key(shape: np.ndarray, colour: np.ndarray) -> bytes:
+        return shape.tobytes() + colour.tobytes()
+
+    every, free = {key(*pair) for pair in _free_pairs(0)}, {key(*pair) for pair in _free_pairs(4)}
+    assert len(every) == 64 and len(free) == 60 and free < every
+    shapes, colours = list(_PART_SHAPES.values()), list(_PART_COLOURS.values())
+    for label in range(4):
+        shape, colour = _class_pair(label)
+        assert key(shapes[shape], _rgb(*colours[colour])) not in free
+    assert _free_pairs(64) == []
+    rng = np.random.default_rng(0)
+    scenes = [_draw_scene(rng, 0.3, 3, 1.0, part_distractors=False) for _ in range(50)]
+    assert all(scene.parts == 0 and scene.blobs >= 1 for scene in scenes)
 
 
 def run_synth(*args: str) -> subprocess.CompletedProcess:
@@ -122,6 +201,17 @@ def test_command_writes_a_readable_dataset(tmp_path):
     assert len(load_metadata(tmp_path / "out/metadata", "CUB", "train").image_ids) == 16
 
 
+def test_command_flags_set_instances_and_distractors(tmp_path):
+    result = run_synth(str(tmp_path / "out"), "--tiny", "--quiet", "--image-size", "40", "--num-classes", "2",
+                       "--max-instances", "1", "--distractor-fraction", "0", "--two-object-fraction", "1")
+    assert result.returncode == 0, result.stderr
+    settings = json.loads((tmp_path / "out/synth.json").read_text())
+    assert settings["max_instances"] == 1 and settings["distractor_fraction"] == 0.0
+    assert settings["images_by_instances"] == {"1": 24} and settings["images_by_distractors"] == {"0": 24}
+    boxes = load_metadata(tmp_path / "out/metadata", "CUB", "train").boxes
+    assert all(len(image_boxes) == 1 for image_boxes in boxes.values())
+
+
 def test_command_rejects_a_bad_value_in_one_line(tmp_path):
     result = run_synth(str(tmp_path / "out"), "--quiet", "--num-classes", "0")
     assert result.returncode == 2
@@ -129,7 +219,8 @@ def test_command_rejects_a_bad_value_in_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--num-classes", "65"], ["--image-size", "8"], ["--train-per-class", "0"],
-                                  ["--two-object-fraction", "2"]])
+                                  ["--two-object-fraction", "2"], ["--max-instances", "0"],
+                                  ["--max-instances", "5"], ["--distractor-fraction", "-0.1"]])
 def test_bad_values_are_one_line_errors_before_writing(tmp_path, capsys, args):
     assert synth_main([str(tmp_path / "out"), "--quiet", *args]) == 2
     lines = capsys.readouterr().err.strip().splitlines()

@@ -29,8 +29,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for split, count in _DEFAULT_COUNTS.items():
         parser.add_argument(f"--{split}-per-class", type=int, default=None,
                             help=f"{split} images per class (default {count})")
-    parser.add_argument("--two-object-fraction", type=float, default=0.1,
-                        help="fraction of images holding two objects (default 0.1)")
+    parser.add_argument("--two-object-fraction", type=float, default=0.3,
+                        help="fraction of images holding more than one object, 2 to --max-instances "
+                             "(default 0.3)")
+    parser.add_argument("--max-instances", type=int, default=3,
+                        help="most objects in one image; 3 is half as likely as 2 (default 3)")
+    parser.add_argument("--distractor-fraction", type=float, default=0.5,
+                        help="fraction of images with distractors: body-like blobs without a class part "
+                             "and part-like shapes of no class, in no box or mask (default 0.5)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -52,6 +58,8 @@ def _main(argv: Sequence[str] | None) -> int:
         num_val_per_class=counts[1],
         num_test_per_class=counts[2],
         two_object_fraction=args.two_object_fraction,
+        max_instances=args.max_instances,
+        distractor_fraction=args.distractor_fraction,
         progress=not args.quiet,
     )
     sizes = ", ".join(f"{split} {count * args.num_classes}" for split, count in zip(_DEFAULT_COUNTS, counts))

@@ -1,14 +1,16 @@
 """A small deterministic WSOL dataset, written in the CUB (boxes) and OpenImages (masks) layouts.
 
 It is what the demo and the tests train on, so it is built to show what F-CAM is for. Each image
-holds one object (sometimes two) on a background cut from a photograph. An object is a large
-blob, 40-75 % of the image side, textured from another photograph and tinted with one colour that
-stands apart from the desaturated background: a coherent region a dense CRF can group. Body
-shape, size, colour and texture follow the same distribution for every class; the class shows
-only in a small part (7-11 % of the body area) of class-specific shape and colour placed
-somewhere inside the body. A classifier therefore fires on the part, so its CAM localizes the
-object poorly, while a decoder guided by a CRF and a size constraint can grow the part's seed
-to the whole body.
+holds one to three objects of its class on a background cut from a photograph. An object is a
+blob, 30-80 % of the image side when alone and smaller when there are several, textured from
+another photograph and tinted with one colour that stands apart from the desaturated background:
+a coherent region a dense CRF can group. Body shape, size, colour and texture follow the same
+distribution for every class; the class shows only in a small part (7-11 % of the body area) of
+class-specific shape and colour placed somewhere inside the body. A classifier therefore fires on
+the part, so its CAM localizes the object poorly, while a decoder guided by a CRF and a size
+constraint can grow the part's seed to the whole body. As in real WSOL data, some images also
+hold distractors, which are in no box or mask: blobs drawn like bodies but without a part, and
+part-like shapes whose (shape, colour) pair belongs to no class, on the background.
 
 Every random draw comes from a numpy Generator seeded by ``(seed, split)``, and the
 written files (PNG images and masks, text metadata) are byte-identical for the same arguments.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import colorsys
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +76,8 @@ _PART_SHAPES = {
     ),
 }
 MAX_CLASSES = len(_PART_SHAPES) * len(_PART_COLOURS)
+MAX_INSTANCES = 4
+_PLACEMENT_TRIES = 12  # random positions tried at each size before shrinking
 
 
 @dataclass(frozen=True)
@@ -83,13 +88,16 @@ class _Object:
     part: np.ndarray
 
 
+def _class_pair(label: int) -> tuple[int, int]:
+    """Indices of class ``label``'s part shape and colour."""
+    shapes, colours = len(_PART_SHAPES), len(_PART_COLOURS)
+    return label % shapes, (label + label // shapes) % colours
+
+
 def class_names(num_classes: int) -> list[str]:
     """``colour_shape`` names of the first ``num_classes`` synthetic classes."""
     shapes, colours = list(_PART_SHAPES), list(_PART_COLOURS)
-    return [
-        f"{colours[(c + c // len(shapes)) % len(colours)]}_{shapes[c % len(shapes)]}"
-        for c in range(num_classes)
-    ]
+    return [f"{colours[c]}_{shapes[s]}" for s, c in map(_class_pair, range(num_classes))]
 
 
 def _load_photos(names: tuple[str, ...]) -> list[np.ndarray]:
@@ -144,25 +152,44 @@ def _body_outline(rng: np.random.Generator, diameter: float) -> np.ndarray:
     return points * (diameter / np.max(points.max(axis=0) - points.min(axis=0)))
 
 
-def _place_body(rng: np.random.Generator, outline: np.ndarray, region: tuple[int, int, int, int],
-                height: int, width: int) -> np.ndarray:
-    """Mask of ``outline`` moved to a random spot inside ``region`` = (x0, y0, x1, y1), shrunk to fit."""
-    x0, y0, x1, y1 = region
-    extent = outline.max(axis=0) - outline.min(axis=0)
-    room = np.array([x1 - x0 - 2, y1 - y0 - 2], dtype=np.float64)
-    outline = outline * min(1.0, float(np.min(room / extent)))
-    low = np.array([x0 + 1, y0 + 1]) - outline.min(axis=0)
-    high = np.array([x1 - 1, y1 - 1]) - outline.max(axis=0)
-    centre = low + rng.uniform(0, 1, 2) * np.maximum(high - low, 0)
-    return _polygon_mask(outline + centre, height, width)
+def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """``mask`` dilated by ``pixels`` in every direction (a square neighbourhood)."""
+    kernel = np.ones((2 * pixels + 1, 2 * pixels + 1), np.uint8)
+    return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+
+
+def _place(rng: np.random.Generator, outline: np.ndarray, blocked: np.ndarray,
+           min_scale: float) -> np.ndarray | None:
+    """Mask of ``outline`` moved to a random spot of the image that misses ``blocked``, or None.
+
+    Tries random positions where the outline fits inside the image (1-pixel margin); after a few
+    misses it shrinks the outline by 15 % and tries again, down to ``min_scale`` times its size.
+    """
+    height, width = blocked.shape
+    scale = 1.0
+    while scale >= min_scale:
+        points = outline * scale
+        low = 1 - points.min(axis=0)
+        high = np.array([width - 2, height - 2]) - points.max(axis=0)
+        if np.all(high >= low):
+            for _ in range(_PLACEMENT_TRIES):
+                mask = _polygon_mask(points + rng.uniform(low, high), height, width)
+                if mask.any() and not (mask & blocked).any():
+                    return mask
+        scale *= 0.85
+    return None
+
+
+def _unit_area(shape: np.ndarray) -> float:
+    """Area of a polygon given by its vertices (shoelace formula)."""
+    return 0.5 * abs(float(np.dot(shape[:, 0], np.roll(shape[:, 1], 1))
+                           - np.dot(shape[:, 1], np.roll(shape[:, 0], 1))))
 
 
 def _place_part(rng: np.random.Generator, body: np.ndarray, shape: np.ndarray) -> np.ndarray:
     """Mask of the class part (7-11 % of the body area), anywhere it fits inside ``body``."""
-    unit_area = 0.5 * abs(np.dot(shape[:, 0], np.roll(shape[:, 1], 1))
-                          - np.dot(shape[:, 1], np.roll(shape[:, 0], 1)))
     target = rng.uniform(0.07, 0.11) * body.sum()
-    radius = np.sqrt(target / unit_area)
+    radius = np.sqrt(target / _unit_area(shape))
     depth = cv2.distanceTransform(body.astype(np.uint8), cv2.DIST_L2, 5)
     inside = np.argwhere(depth >= radius + 1)
     if len(inside) == 0:  # a thin body: use its deepest point and a part that fits there
@@ -176,43 +203,126 @@ def _place_part(rng: np.random.Generator, body: np.ndarray, shape: np.ndarray) -
     return _polygon_mask(outline * radius + np.array([col, row]), *body.shape) & body
 
 
-def _render_image(rng: np.random.Generator, label: int, image_size: int, two_objects: bool,
-                  backgrounds: list[np.ndarray], bodies: list[np.ndarray]
-                  ) -> tuple[np.ndarray, list[_Object]]:
-    """One RGB uint8 image of class ``label`` and its objects."""
+@dataclass(frozen=True)
+class _Scene:
+    """What one image holds besides its background: objects and distractors of each kind."""
+
+    instances: int
+    blobs: int = 0
+    parts: int = 0
+
+
+@dataclass(frozen=True)
+class _Assets:
+    """Grey-level photographs and the part (shape, RGB colour) pairs that no class uses."""
+
+    backgrounds: list[np.ndarray]
+    bodies: list[np.ndarray]
+    free_pairs: list[tuple[np.ndarray, np.ndarray]]
+
+
+def _free_pairs(num_classes: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (shape, colour) pairs that none of the first ``num_classes`` classes uses."""
+    used = {_class_pair(label) for label in range(num_classes)}
+    shapes, colours = list(_PART_SHAPES.values()), list(_PART_COLOURS.values())
+    return [(shapes[s], _rgb(*colours[c])) for s in range(len(shapes)) for c in range(len(colours))
+            if (s, c) not in used]
+
+
+def _draw_scene(rng: np.random.Generator, multi_fraction: float, max_instances: int,
+                distractor_fraction: float, part_distractors: bool) -> _Scene:
+    """Number of objects (2 twice as likely as 3, ...) and of distractors of each kind."""
+    instances = 1
+    if rng.uniform() < multi_fraction and max_instances > 1:
+        weights = 0.5 ** np.arange(max_instances - 1)
+        instances = 2 + int(rng.choice(max_instances - 1, p=weights / weights.sum()))
+    if rng.uniform() >= distractor_fraction:
+        return _Scene(instances)
+    kind = int(rng.integers(3)) if part_distractors else 0  # blobs, parts or both
+    return _Scene(instances, blobs=int(rng.integers(1, 3)) if kind != 1 else 0,
+                  parts=int(rng.integers(1, 4)) if kind != 0 else 0)
+
+
+def _body_colour(rng: np.random.Generator, background_colour: np.ndarray) -> np.ndarray:
+    """A moderately saturated colour that stands apart from ``background_colour``."""
+    while True:
+        colour = _rgb(rng.uniform(), rng.uniform(0.3, 0.55), rng.uniform(0.4, 0.75))
+        if np.linalg.norm(colour - background_colour) >= 70:
+            return colour
+
+
+def _paint_body(rng: np.random.Generator, image: np.ndarray, body: np.ndarray, colour: np.ndarray,
+                photo: np.ndarray) -> None:
+    """Fill ``body`` with ``colour`` modulated by a random window of ``photo``."""
+    texture = _texture(rng, photo, *body.shape)
+    image[body] = (colour * (1 + 0.12 * texture[..., None]))[body]
+
+
+def _paint_part(image: np.ndarray, part: np.ndarray, colour: np.ndarray) -> None:
+    """Fill ``part`` with ``colour`` and darken its 1-pixel rim, so its shape reads clearly."""
+    image[part] = colour
+    rim = part & ~cv2.erode(part.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    image[rim] = 0.25 * colour
+
+
+def _render_image(rng: np.random.Generator, label: int, image_size: int, scene: _Scene, assets: _Assets
+                  ) -> tuple[np.ndarray, list[_Object], list[np.ndarray]]:
+    """One RGB uint8 image of class ``label``: the image, its objects and its distractors' masks.
+
+    Objects do not touch (2-pixel gap); distractors lie outside every object's box (3-pixel
+    margin) and apart from each other. An instance or distractor that finds no room, even
+    shrunk, is left out, so ``objects`` may be shorter than ``scene.instances`` (rarely).
+    """
     width, height = (int(round(image_size * rng.uniform(0.8, 1.2))) for _ in range(2))
     side = min(width, height)
-    if two_objects:  # side by side along the longer dimension, smaller
-        regions = ([(0, 0, width // 2, height), (width // 2, 0, width, height)] if width >= height
-                   else [(0, 0, width, height // 2), (0, height // 2, width, height)])
-        diameters = [rng.uniform(0.32, 0.45) * side for _ in regions]
-    else:
-        regions = [(0, 0, width, height)]
-        diameters = [rng.uniform(0.4, 0.75) * side]
-
     background_colour = _rgb(rng.uniform(), rng.uniform(0.0, 0.25), rng.uniform(0.3, 0.8))
-    body_colour = _rgb(rng.uniform(), rng.uniform(0.3, 0.55), rng.uniform(0.4, 0.75))
-    while np.linalg.norm(body_colour - background_colour) < 70:
-        body_colour = _rgb(rng.uniform(), rng.uniform(0.3, 0.55), rng.uniform(0.4, 0.75))
-    shape = list(_PART_SHAPES.values())[label % len(_PART_SHAPES)]
-    colours = list(_PART_COLOURS.values())
-    part_colour = _rgb(*colours[(label + label // len(_PART_SHAPES)) % len(colours)])
+    body_colour = _body_colour(rng, background_colour)
+    shape_index, colour_index = _class_pair(label)
+    shape = list(_PART_SHAPES.values())[shape_index]
+    part_colour = _rgb(*list(_PART_COLOURS.values())[colour_index])
 
-    background = _texture(rng, backgrounds[rng.integers(len(backgrounds))], height, width)
+    background = _texture(rng, assets.backgrounds[rng.integers(len(assets.backgrounds))], height, width)
     image = background_colour * (1 + 0.3 * background[..., None])
-    body_photo = bodies[rng.integers(len(bodies))]
+    body_photo = assets.bodies[rng.integers(len(assets.bodies))]
+    # Diameters in [0.3, 0.8] of the side for one object; several are smaller, but not so small
+    # that their part (7-11 % of the body) loses its shape.
+    low, high = (0.3, 0.8) if scene.instances == 1 else (0.25, 0.8 / np.sqrt(scene.instances))
+    taken = np.zeros((height, width), dtype=bool)
     objects = []
-    for region, diameter in zip(regions, diameters):
-        body = _place_body(rng, _body_outline(rng, diameter), region, height, width)
+    for diameter in np.sort(rng.uniform(low, high, scene.instances) * side)[::-1]:
+        body = _place(rng, _body_outline(rng, diameter), _grow(taken, 2), min_scale=0.6)
+        if body is None:
+            continue
         part = _place_part(rng, body, shape)
-        texture = _texture(rng, body_photo, height, width)
-        image[body] = (body_colour * (1 + 0.12 * texture[..., None]))[body]
-        image[part] = part_colour
-        rim = part & ~cv2.erode(part.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-        image[rim] = 0.25 * part_colour
+        _paint_body(rng, image, body, body_colour, body_photo)
+        _paint_part(image, part, part_colour)
         objects.append(_Object(mask=body, part=part))
+        taken |= body
+
+    blocked = np.zeros_like(taken)
+    for obj in objects:
+        x0, y0, x1, y1 = _tight_box(obj.mask)
+        blocked[max(0, y0 - 3) : y1 + 4, max(0, x0 - 3) : x1 + 4] = True
+    distractors = []
+    for _ in range(scene.blobs):  # body-like, without a part
+        outline = _body_outline(rng, rng.uniform(0.2, 0.45) * side)
+        blob = _place(rng, outline, blocked, min_scale=0.5)
+        if blob is not None:
+            _paint_body(rng, image, blob, _body_colour(rng, background_colour),
+                        assets.bodies[rng.integers(len(assets.bodies))])
+            distractors.append(blob)
+            blocked |= _grow(blob, 2)
+    part_area = np.mean([obj.part.sum() for obj in objects])
+    for _ in range(scene.parts):  # part-like, of a (shape, colour) pair no class uses
+        part_shape, colour = assets.free_pairs[rng.integers(len(assets.free_pairs))]
+        radius = np.sqrt(rng.uniform(0.8, 1.2) * part_area / _unit_area(part_shape))
+        mask = _place(rng, _rotate(part_shape, rng.uniform(-0.26, 0.26)) * radius, blocked, min_scale=0.7)
+        if mask is not None:
+            _paint_part(image, mask, colour)
+            distractors.append(mask)
+            blocked |= _grow(mask, 2)
     image = cv2.GaussianBlur(image, (0, 0), 0.6) + rng.normal(0, 3, image.shape)
-    return np.clip(np.round(image), 0, 255).astype(np.uint8), objects
+    return np.clip(np.round(image), 0, 255).astype(np.uint8), objects, distractors
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
@@ -260,19 +370,38 @@ def generate_synthetic(
     num_train_per_class: int = 60,
     num_val_per_class: int = 10,
     num_test_per_class: int = 20,
-    two_object_fraction: float = 0.1,
+    two_object_fraction: float = 0.3,
     progress: bool = True,
+    max_instances: int = 3,
+    distractor_fraction: float = 0.5,
 ) -> dict[str, Path]:
     """Write the synthetic CUB-style (boxes) and OpenImages-style (masks) datasets under ``out_dir``.
 
     Layout: ``images/<dataset>/<image_id>``, ``metadata/<dataset>/<split>/*.txt`` and
     ``masks/OpenImages/<mask path>``. Both datasets hold the same images under their own
     naming (``001.red_disk/red_disk_test_0000.png`` and ``test/red_disk/test_0000.png``),
-    so CUB's boxes are the tight boxes of OpenImages' instance masks. A fraction
-    ``two_object_fraction`` of images holds two objects of its class (two boxes, two instance
-    masks). OpenImages ignore masks mark a 2-pixel band around the objects, and its
-    ``image_sizes.txt`` is empty, as in the real data.
-    Returns the roots to configure: ``image_root``, ``metadata_root`` and ``mask_root``.
+    so CUB's boxes are the tight boxes of OpenImages' instance masks. OpenImages ignore masks
+    mark a 2-pixel band around the objects, and its ``image_sizes.txt`` is empty, as in the real
+    data. ``synth.json`` records the arguments and counts of instances and distractors.
+
+    Args:
+        out_dir: output folder.
+        seed: random seed; the same arguments write the same bytes.
+        image_size: nominal image side; each side varies in [0.8, 1.2] times it.
+        num_classes: number of classes, at most ``MAX_CLASSES``.
+        num_train_per_class, num_val_per_class, num_test_per_class: images per class and split.
+        two_object_fraction: fraction of images holding more than one object of their class
+            (2 to ``max_instances``, each count half as likely as the one below; one box and one
+            instance mask per object).
+        progress: show a progress bar.
+        max_instances: most objects in one image, in [1, ``MAX_INSTANCES``].
+        distractor_fraction: fraction of images with distractors: 1-2 body-like blobs without a
+            class part and/or 1-3 part-like shapes of a (shape, colour) pair no class uses, on the
+            background outside every object's box (blobs only when all 64 pairs are classes).
+            They are in no box or mask.
+
+    Returns:
+        The roots to configure: ``image_root``, ``metadata_root`` and ``mask_root``.
     """
     if not 1 <= num_classes <= MAX_CLASSES:
         raise FcamError(f"num_classes must be in [1, {MAX_CLASSES}], got {num_classes}")
@@ -281,13 +410,18 @@ def generate_synthetic(
     counts = dict(zip(SPLITS, (num_train_per_class, num_val_per_class, num_test_per_class)))
     if min(counts.values()) < 1:
         raise FcamError(f"images per class must be at least 1 in every split, got {counts}")
-    if not 0.0 <= two_object_fraction <= 1.0:
-        raise FcamError(f"two_object_fraction must be in [0, 1], got {two_object_fraction}")
+    for name, fraction in (("two_object_fraction", two_object_fraction),
+                           ("distractor_fraction", distractor_fraction)):
+        if not 0.0 <= fraction <= 1.0:
+            raise FcamError(f"{name} must be in [0, 1], got {fraction}")
+    if not 1 <= max_instances <= MAX_INSTANCES:
+        raise FcamError(f"max_instances must be in [1, {MAX_INSTANCES}], got {max_instances}")
 
     out = Path(out_dir)
     roots = {"image_root": out / "images", "metadata_root": out / "metadata", "mask_root": out / "masks"}
-    backgrounds, bodies = _load_photos(_BACKGROUND_PHOTOS), _load_photos(_BODY_PHOTOS)
+    assets = _Assets(_load_photos(_BACKGROUND_PHOTOS), _load_photos(_BODY_PHOTOS), _free_pairs(num_classes))
     names = class_names(num_classes)
+    instances, distractors = Counter(), Counter()
     with tqdm(total=num_classes * sum(counts.values()), desc="fcam-synth", unit="img",
               disable=not progress) as bar:
         for split_index, split in enumerate(SPLITS):
@@ -295,8 +429,11 @@ def generate_synthetic(
             records = {dataset: _SplitRecords() for dataset in ("CUB", "OpenImages")}
             for label, name in enumerate(names):
                 for number in range(counts[split]):
-                    two = bool(rng.uniform() < two_object_fraction)
-                    image, objects = _render_image(rng, label, image_size, two, backgrounds, bodies)
+                    scene = _draw_scene(rng, two_object_fraction, max_instances, distractor_fraction,
+                                        bool(assets.free_pairs))
+                    image, objects, others = _render_image(rng, label, image_size, scene, assets)
+                    instances[str(len(objects))] += 1
+                    distractors[str(len(others))] += 1
                     cub_id = f"{label + 1:03d}.{name}/{name}_{split}_{number:04d}.png"
                     openimages_id = f"{split}/{name}/{split}_{number:04d}.png"
                     for dataset, image_id in (("CUB", cub_id), ("OpenImages", openimages_id)):
@@ -316,7 +453,9 @@ def generate_synthetic(
                 split_records.write(roots["metadata_root"] / dataset / split)
 
     settings = dict(seed=seed, image_size=image_size, num_classes=num_classes, classes=names,
-                    images_per_class=counts, two_object_fraction=two_object_fraction)
+                    images_per_class=counts, two_object_fraction=two_object_fraction,
+                    max_instances=max_instances, distractor_fraction=distractor_fraction,
+                    images_by_instances=dict(instances), images_by_distractors=dict(distractors))
     (out / "synth.json").write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
     return roots
 
