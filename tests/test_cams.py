@@ -1,4 +1,5 @@
-"""fcam.cams: the six formulas against hand-computed maps, batching, and side effects on the model."""
+"""fcam.cams: the formulas against hand-computed maps, Score-CAM against the authors' loop, token models,
+batching, side effects on the model, and the one registry of methods."""
 
 import dataclasses
 import re
@@ -636,8 +637,8 @@ def test_token_models_batched_maps_equal_a_per_image_reference(build: Callable, 
     expected = token_reference(method, model, layer, x, targets, to_maps, noise, noise_std)
     name, _, variant = method.partition("-")
 
-    maps = compute_cams(model, x, targets, name, layer, reshape_transform=transform, gradcampp_variant=variant or "paper",
-                        n_samples=n_samples, noise_std=noise_std, generator=torch.Generator().manual_seed(4))
+    maps = compute_cams(model, x, targets, name, layer, reshape_transform=transform,
+                        gradcampp_variant=variant or "paper", n_samples=n_samples, noise_std=noise_std, generator=torch.Generator().manual_seed(4))
 
     assert maps.shape == (3, 4, 4) and maps.amax(dim=(1, 2)).eq(1).all()
     np.testing.assert_allclose(maps.numpy(), expected, atol=1e-4)
