@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from fcam.cams.job import CamJob
 from fcam.cams.normalize import minmax_normalize
-from fcam.cams.registry import CAM_METHODS, cam_method, check_cam_method
+from fcam.cams.registry import CAM_METHODS, cam_method
 from fcam.cams.types import CamOptions, CamResult
 from fcam.errors import FcamError
 from fcam.interpolation import resize_maps
@@ -62,7 +62,7 @@ def explain(
     raises; frozen models and calls under ``torch.no_grad()`` or ``torch.inference_mode()`` work.
     """
     options = CamOptions() if options is None else options
-    run = cam_method(check_cam_method(method))
+    run = cam_method(method)
     if images.ndim != 4 or images.shape[0] == 0 or not images.is_floating_point():
         raise FcamError(
             f"images must be a non-empty float tensor (B,C,H,W), got {images.dtype} {tuple(images.shape)}"
