@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from fcam.cams.registry import CAM_METHODS, GRADCAMPP_VARIANTS
 from fcam.errors import FcamError
 from fcam.interpolation import INTERPOLATIONS
 from fcam.protocol import CAM_CURVE_INTERVAL, EVAL_SIZE
@@ -69,11 +70,14 @@ class ModelConfig:
 
 @dataclass
 class CamConfig:
-    method: str = _opt("cam", "CAM method for validation (fcam-train-cls) and for the seeds (fcam-train-decoder).",
-                       ("cam", "gradcam", "gradcampp", "smoothgradcampp", "xgradcam", "layercam"))
+    method: str = _opt("cam", "CAM method for validation (fcam-train-cls) and for the seeds (fcam-train-decoder); "
+                       "scorecam costs one forward pass per channel of the top map.", tuple(CAM_METHODS))
     interpolation: str = _opt("bicubic", "Upsampling of low-resolution CAMs to eval_size: 'bicubic' "
                               "(OpenCV, wsolevaluation), 'bilinear' (torch, F-CAM code) or 'torch-bicubic'.",
                               tuple(INTERPOLATIONS))
+    gradcampp_variant: str = _opt("paper", "GradCAM++ and Smooth-GradCAM++ formula (validation, seeds, fcam-eval): "
+                                  "'paper' (Chattopadhay et al.'s alpha) or 'fcam-wsol' (what the F-CAM code and "
+                                  "torchcam compute: alpha = g^2, weights = sum g^2 relu(g)).", GRADCAMPP_VARIANTS)
 
 
 @dataclass

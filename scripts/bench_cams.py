@@ -1,4 +1,4 @@
-"""Inference time of the six CAM methods, per image, one image at a time vs batched.
+"""Inference time of the CAM methods (default: the six one-pass ones), per image, one image at a time vs batched.
 
 Prints a table like Table A.2 of the F-CAM paper (milliseconds per image) for each
 backbone and method at each batch size, and the speed-up of the largest batch over
@@ -25,6 +25,7 @@ import torchvision
 from torch import Tensor, nn
 
 from fcam.cams import CAM_METHODS, compute_cams, minmax_normalize
+from fcam.cams.registry import ONE_PASS_CAM_METHODS
 from fcam.models import BACKBONES, build_classifier
 
 TORCHVISION_BACKBONES = ("resnet18", "resnet50")
@@ -35,7 +36,7 @@ def parse_args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), help="backbones to time")
-    parser.add_argument("--methods", nargs="+", default=list(CAM_METHODS), choices=CAM_METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(ONE_PASS_CAM_METHODS), choices=CAM_METHODS)
     parser.add_argument("--image-size", type=int, default=224, help="square input side in pixels")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per setting (median kept)")

@@ -3,7 +3,8 @@
 ``fcam-synth`` writes the same images in CUB's layout (boxes) and OpenImages' (masks). For each
 seed (``--seeds``, three by default) the demo trains a ResNet18 WSOL classifier from scratch and
 the F-CAM decoder from its CAM seeds (model selection on the box validation split), then evaluates
-the six CAM methods and F-CAM on the test split of both layouts. ``runs/demo/report.md`` gets each
+the six one-pass CAM methods and F-CAM on the test split of both layouts (Score-CAM, K forward
+passes per image, is left out). ``runs/demo/report.md`` gets each
 seed's CAM and F-CAM figures, the mean ± std of every method over the seeds (``fcam-results``), the
 machine it ran on and the first seed's figures. Run it with ``bash scripts/demo.sh``.
 
@@ -24,11 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-from fcam.cams import CAM_METHODS
+from fcam.cams.registry import ONE_PASS_CAM_METHODS
 from fcam.engine.results import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = (*CAM_METHODS, "fcam")
+METHODS = (*ONE_PASS_CAM_METHODS, "fcam")
 # dataset layout -> (annotation kind, headline metric, columns of the mean ± std table)
 LAYOUTS = {"CUB": ("boxes", "MaxBoxAcc", ["MaxBoxAcc", "MaxBoxAccV2", "top1_loc", "cls_acc"]),
            "OpenImages": ("masks", "PxAP", ["PxAP"])}

@@ -239,7 +239,8 @@ class ParityMaps:
 
 
 def parity_maps(s: Settings) -> ParityMaps:
-    from fcam.cams import CAM_METHODS, compute_cams
+    from fcam.cams import compute_cams
+    from fcam.cams.registry import ONE_PASS_CAM_METHODS
     from fcam.models import build_classifier
 
     torch.manual_seed(0)
@@ -249,7 +250,7 @@ def parity_maps(s: Settings) -> ParityMaps:
     twin = copy.deepcopy(model).to(s.device)
     cpu, device = {}, {}
     with ieee_float32():
-        for method in CAM_METHODS:
+        for method in ONE_PASS_CAM_METHODS:
             options = {"size": (s.parity_size, s.parity_size), "interpolation": "bilinear"}
             if method == "smoothgradcampp":
                 options["noise_std"] = 0.0  # CPU and CUDA generators draw different noise

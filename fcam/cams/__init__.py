@@ -1,8 +1,36 @@
-"""Class activation maps of any PyTorch classifier, batched: CAM, Grad-CAM, Grad-CAM++,
-Smooth Grad-CAM++, XGrad-CAM and LayerCAM."""
+"""Class activation maps of any PyTorch classifier, batched: the methods of
+``fcam.cams.registry`` (CAM, Grad-CAM, Grad-CAM++, Smooth Grad-CAM++, XGrad-CAM, LayerCAM,
+Score-CAM).
 
-from fcam.cams.core import CAM_METHODS, compute_cams
-from fcam.cams.methods import GRADCAMPP_VARIANTS
-from fcam.cams.normalize import minmax_normalize
+The registry imports without torch; the rest is imported on first use (PEP 562), so
+``import fcam.cams.registry`` (the config, the commands' ``--help``) stays light.
+"""
 
-__all__ = ["CAM_METHODS", "GRADCAMPP_VARIANTS", "compute_cams", "minmax_normalize"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from fcam.cams.registry import CAM_METHODS, GRADCAMPP_VARIANTS, CamMethod
+
+_LAZY = {
+    "CamOptions": "fcam.cams.types",
+    "CamResult": "fcam.cams.types",
+    "compute_cams": "fcam.cams.core",
+    "explain": "fcam.cams.core",
+    "minmax_normalize": "fcam.cams.normalize",
+    "swin_reshape": "fcam.cams.reshape",
+    "vit_reshape": "fcam.cams.reshape",
+}
+
+__all__ = ["CAM_METHODS", "GRADCAMPP_VARIANTS", "CamMethod", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -5,9 +5,12 @@ from torch import Tensor, nn
 
 
 def forward_with_activations(
-    model: nn.Module, images: Tensor, target_layer: nn.Module, track_grad: bool
+    model: nn.Module, images: Tensor, target_layer: nn.Module, track_grad: bool, require_maps: bool = True
 ) -> tuple[Tensor, Tensor]:
     """Run ``model(images)`` once; return its logits (N,C) and ``target_layer``'s output (N,K,h,w).
+
+    ``require_maps=False`` accepts an output tensor of any shape (e.g. the tokens (N,T,D) of a
+    transformer block, which the caller then reshapes to maps).
 
     With ``track_grad`` the layer's output is swapped for a detached leaf that requires
     grad, and grad mode is switched on from that point of the forward only: the logits
@@ -22,10 +25,11 @@ def forward_with_activations(
     captured: list[Tensor] = []
 
     def capture(module: nn.Module, inputs: tuple, output: object) -> Tensor | None:
-        if not isinstance(output, Tensor) or output.ndim != 4:
+        if not isinstance(output, Tensor) or (require_maps and output.ndim != 4):
             got = f"shape {tuple(output.shape)}" if isinstance(output, Tensor) else type(output).__name__
             raise ValueError(
-                f"target layer {type(module).__name__} must output one (B,K,h,w) tensor, got {got}"
+                f"target layer {type(module).__name__} must output one (B,K,h,w) tensor "
+                f"(or pass a reshape_transform), got {got}"
             )
         if not track_grad:
             # A copy, so that an in-place op after the layer cannot alter it.

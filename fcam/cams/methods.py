@@ -1,16 +1,20 @@
-"""The six CAM formulas: raw (un-normalized) maps (B,h,w) from activations and gradients.
+"""The CAM formulas of the one-pass methods: raw (un-normalized) maps (B,h,w) from
+activations and gradients.
 
 ``acts`` is the target layer's output A (B,K,h,w); ``grads`` is g = d score_c / dA for
 each image's target class c, same shape. Formulas follow the methods' papers; where
-the F-CAM code (a copy of torchcam) computes something else, the ``"torchcam"``
-variant of GradCAM++ reproduces it.
+the F-CAM code (sbelharbi/fcam-wsol, a copy of torchcam) computes something else, the
+``"fcam-wsol"`` variant of GradCAM++ (old name ``"torchcam"``) reproduces it.
 """
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-GRADCAMPP_VARIANTS = ("paper", "torchcam")
+from fcam.cams.registry import GRADCAMPP_VARIANTS, gradcampp_variant
+
+__all__ = ["GRADCAMPP_VARIANTS", "cam_map", "gradcam_map", "gradcampp_map", "layercam_map", "scorecam_map",
+           "smooth_gradcampp_map", "xgradcam_map"]
 
 _SPATIAL = (2, 3)
 
@@ -58,13 +62,16 @@ def _gradcampp_from_moments(acts: Tensor, grad2: Tensor, grad3: Tensor, positive
 
 
 def gradcampp_map(acts: Tensor, grads: Tensor, variant: str = "paper") -> Tensor:
-    """Grad-CAM++. ``variant="torchcam"``: alpha = g^2, as torchcam and the F-CAM code compute it.
+    """Grad-CAM++ (Chattopadhay et al. 2018): relu(sum_k w_k A_k).
 
-    Their division ``alpha[mask].div_(...)`` divides a copy made by boolean-mask
-    indexing, so it leaves alpha = g^2 and w_k = sum_hw g^2 relu(g).
+    ``variant="paper"``: w_k = sum_hw alpha relu(g_k), alpha = g^2 / (2 g^2 + sum_hw(A_k) g^3),
+    alpha = 0 where that denominator is 0.
+    ``variant="fcam-wsol"`` (alias ``"torchcam"``): w_k = sum_hw g^2 relu(g_k), i.e. alpha = g^2,
+    what sbelharbi/fcam-wsol and torchcam compute: their division ``alpha[mask].div_(...)``
+    divides a copy made by boolean-mask indexing, so it is a no-op.
     """
     grad2 = grads.square()
-    if variant == "torchcam":
+    if gradcampp_variant(variant) == "fcam-wsol":
         weights = (grad2 * F.relu(grads)).sum(dim=_SPATIAL)
         return F.relu(_channel_weighted_sum(acts, weights))
     return _gradcampp_from_moments(acts, grad2, grad2 * grads, F.relu(grads))
@@ -73,17 +80,20 @@ def gradcampp_map(acts: Tensor, grads: Tensor, variant: str = "paper") -> Tensor
 def smooth_gradcampp_map(acts: Tensor, noisy_grads: Tensor, variant: str = "paper") -> Tensor:
     """Smooth Grad-CAM++ (Omeiza et al. 2019): Grad-CAM++ with gradients of noisy inputs.
 
-    ``noisy_grads`` (n,B,K,h,w) are the gradients for n noisy copies of each image;
-    ``acts`` are the clean image's activations. ``"paper"``: the paper's alpha with
-    g^2, g^3 and relu(g) each averaged over the n copies. ``"torchcam"``: what
-    torchcam and the F-CAM code compute: alpha = m2 / (2 m2 + sum_hw(A m3)) with the
-    averages m2, m3, times relu(g) of the last noisy copy only. (Where m2 = 0, torchcam
-    gets 0/0 and drops the whole channel; here only that position's alpha is 0.)
+    ``noisy_grads`` (n,B,K,h,w) are the gradients g_j for n noisy copies of each image;
+    ``acts`` are the clean image's activations A. With m2 = mean_j g_j^2, m3 = mean_j g_j^3:
+
+    ``variant="paper"``: w_k = sum_hw alpha mean_j relu(g_j), alpha = m2 / (2 m2 + sum_hw(A_k) m3),
+    alpha = 0 where that denominator is 0; map = relu(sum_k w_k A_k).
+    ``variant="fcam-wsol"`` (alias ``"torchcam"``): what sbelharbi/fcam-wsol and torchcam compute:
+    alpha = m2 / (2 m2 + sum_hw(A_k m3)) (the activations inside the spatial sum), times
+    relu(g_n) of the last noisy copy only: w_k = sum_hw alpha relu(g_n). (Where that denominator
+    is 0, torchcam gets 0/0 and drops the whole channel; here only that position's alpha is 0.)
     """
     grad2 = noisy_grads.square()
     mean_grad2 = grad2.mean(dim=0)
     mean_grad3 = (grad2 * noisy_grads).mean(dim=0)
-    if variant == "torchcam":
+    if gradcampp_variant(variant) == "fcam-wsol":
         denominator = 2 * mean_grad2 + (acts * mean_grad3).sum(dim=_SPATIAL, keepdim=True)
         alpha = _divide_or_zero(mean_grad2, denominator)
         weights = (alpha * F.relu(noisy_grads[-1])).sum(dim=_SPATIAL)
@@ -100,3 +110,12 @@ def xgradcam_map(acts: Tensor, grads: Tensor) -> Tensor:
 def layercam_map(acts: Tensor, grads: Tensor) -> Tensor:
     """LayerCAM (Jiang et al. 2021): relu(sum_k relu(g_k) * A_k), position by position."""
     return F.relu((F.relu(grads) * acts).sum(dim=1))
+
+
+def scorecam_map(acts: Tensor, scores: Tensor) -> Tensor:
+    """Score-CAM (Wang et al., CVPRW 2020): relu(sum_k s_k A_k) with each channel's score s (B,K).
+
+    s_k is the target class's softmax probability of the image masked by A_k (upsampled and
+    min-max normalized): see ``fcam.cams.scorecam``.
+    """
+    return F.relu(_channel_weighted_sum(acts, scores))

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from fcam.cams.registry import CAM_METHODS
 from fcam.cli.common import new_parser, run_cli
 from fcam.config import load_config
 from fcam.data.metadata import DATASETS
@@ -19,7 +20,11 @@ from fcam.errors import FcamError
 from fcam.protocol import CAM_CURVE_INTERVAL, EVAL_SIZE
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+# What --method accepts: F-CAM's decoder or any registered CAM method.
+MAP_METHODS = ("fcam", *CAM_METHODS)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = new_parser("fcam-eval", __doc__)
     parser.add_argument("--output", required=True, help="directory for metrics.json, curves and figures")
     parser.add_argument("--split", default="test", help="metadata split to score (default: test)")
@@ -42,11 +47,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     model.add_argument("--checkpoint", help="classifier checkpoint (fcam-train-cls)")
     model.add_argument("--decoder", help="F-CAM checkpoint (fcam-train-decoder)")
     model.add_argument("--method", nargs="+", default=None, metavar="M",
-                       help="map methods to score: fcam or a CAM method (cam, gradcam, ...; an unknown name "
-                            "lists them all); several give comparison figures")
+                       help=f"map methods to score, any of: {', '.join(MAP_METHODS)} (scorecam costs one "
+                            "forward pass per channel of the top map and image); several give comparison figures; "
+                            "GradCAM++'s formula: --set cam.gradcampp_variant=paper|fcam-wsol")
     model.add_argument("--save-scoremaps", action="store_true", help="write <image_id>.npy maps")
     model.add_argument("--visualize", type=int, default=0, metavar="N", help="write N example figures per method")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def eval_saved(args: argparse.Namespace) -> int:
@@ -68,18 +78,26 @@ def eval_saved(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_methods(methods: list[str]) -> None:
+    """FcamError naming the unknown ones among ``methods`` (fcam or a CAM method of fcam.cams)."""
+    unknown = [m for m in methods if m not in MAP_METHODS]
+    if unknown:
+        raise FcamError(f"--method: unknown map method {', '.join(map(repr, unknown))}; expected any of "
+                        f"{', '.join(MAP_METHODS)}")
+
+
 def eval_models(args: argparse.Namespace) -> int:
     if not args.checkpoint and not args.decoder:
         raise FcamError("pass --scoremap-root (saved maps) or --checkpoint / --decoder (trained models)")
     methods = args.method or (["fcam"] if args.decoder else ["cam"])
+    check_methods(methods)
     import torch
 
     from fcam.data import load_metadata
     from fcam.engine.distributed import cleanup_distributed, setup_distributed
-    from fcam.engine.eval_run import check_methods, evaluate_methods
+    from fcam.engine.eval_run import evaluate_methods
     from fcam.engine.tasks import load_classifier, load_fcam
 
-    check_methods(methods)
     cpu = torch.device("cpu")
     classifier, cls_cfg = load_classifier(args.checkpoint, cpu) if args.checkpoint else (None, None)
     fcam_model, fcam_cfg = load_fcam(args.decoder, cpu) if args.decoder else (None, None)

@@ -10,7 +10,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fcam.cams import CAM_METHODS
 from fcam.config import Config
 from fcam.data import Metadata
 from fcam.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -96,15 +95,6 @@ def _example_figures(collector: MapCollector, metrics: dict, metadata: Metadata,
                                [e["ignore"] for e in ex], path, titles=titles)
 
 
-def check_methods(methods: list[str]) -> None:
-    """FcamError naming the unknown ones among ``methods`` (fcam or a CAM method of fcam.cams)."""
-    known = (*CAM_METHODS, "fcam")
-    unknown = [m for m in methods if m not in known]
-    if unknown:
-        raise FcamError(f"--method: unknown map method {', '.join(map(repr, unknown))}; expected any of "
-                        f"{', '.join(known)}")
-
-
 def map_function(method: str, cfg: Config, ctx: DistContext, classifier: WSOLClassifier | None,
                  fcam_model: FCAMModel | None) -> MapFn:
     if method == "fcam":
@@ -112,7 +102,8 @@ def map_function(method: str, cfg: Config, ctx: DistContext, classifier: WSOLCla
             raise FcamError("--method fcam needs --decoder CKPT (a checkpoint written by fcam-train-decoder)")
         return fcam_map_fn(fcam_model, cfg.data.eval_size, ctx.device)
     model = classifier if classifier is not None else fcam_model.classifier
-    return cam_map_fn(model, method, cfg.data.eval_size, cfg.cam.interpolation, ctx.device)
+    return cam_map_fn(model, method, cfg.data.eval_size, cfg.cam.interpolation, ctx.device,
+                      cfg.cam.gradcampp_variant)
 
 
 def evaluate_methods(cfg: Config, ctx: DistContext, metadata: Metadata, methods: list[str], out_dir: Path,

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from fcam.cams import compute_cams
+from fcam.cams import CamOptions, explain
 from fcam.data import Metadata
 from fcam.engine.distributed import DistContext, all_reduce_arrays
 from fcam.engine.scoring import AUTO, ScoringPool, resolve_num_workers
@@ -31,18 +31,18 @@ OnBatch = Callable[[dict, np.ndarray], None]
 
 
 def cam_map_fn(model: WSOLClassifier, method: str, eval_size: int, interpolation: str,
-               device: torch.device) -> MapFn:
+               device: torch.device, gradcampp_variant: str = "paper") -> MapFn:
     """Maps of one CAM method for the GT class, as the reference scores them: the low-res map is
-    resized to the evaluation size, then min-max normalized (float64)."""
+    resized to the evaluation size, then min-max normalized (float64). The logits are those of
+    the forward pass the maps came from; ``gradcampp_variant``: see ``fcam.cams.CamOptions``."""
+    options = CamOptions(gradcampp_variant=gradcampp_variant)
 
     def fn(batch: dict) -> tuple[np.ndarray, torch.Tensor]:
         images = batch["image"].to(device, non_blocking=True)
         labels = batch["label"].to(device, non_blocking=True)
-        with torch.no_grad():
-            logits = model(images)
-        cams = compute_cams(model, images, labels, method, model.cam_target_layer, fc=model.fc)
-        maps = resize_scoremap(cams.double().cpu().numpy(), eval_size, interpolation)
-        return normalize_scoremap(maps), logits
+        result = explain(model, images, labels, method, model.cam_target_layer, fc=model.fc, options=options)
+        maps = resize_scoremap(result.maps.double().cpu().numpy(), eval_size, interpolation)
+        return normalize_scoremap(maps), result.logits
 
     return fn
 

@@ -71,7 +71,7 @@ class ClassifierTask:
 
     def validate(self, on_batch: OnBatch | None = None) -> dict[str, Any]:
         fn = cam_map_fn(self.model, self.cfg.cam.method, self.cfg.data.eval_size, self.cfg.cam.interpolation,
-                        self.ctx.device)
+                        self.ctx.device, self.cfg.cam.gradcampp_variant)
         return evaluate_localization(fn, self.val_loader, self.val_meta, self.ctx, self.cfg.data.eval_size,
                                      self.cfg.eval.cam_curve_interval, on_batch=on_batch, desc="validate",
                                      num_workers=self.cfg.eval.num_workers)
@@ -146,7 +146,8 @@ class DecoderTask:
         raw = batch["raw"].to(self.ctx.device, non_blocking=True)
         classifier = self.model.classifier
         cams = compute_cams(classifier, images, labels, self.cfg.cam.method, classifier.cam_target_layer,
-                            fc=classifier.fc, size=tuple(images.shape[-2:]))
+                            fc=classifier.fc, size=tuple(images.shape[-2:]),
+                            gradcampp_variant=self.cfg.cam.gradcampp_variant)
         seeds = self.seeds(cams, generator=self.generator)
         out = self.net(images)
         terms = self.criterion(out["seg_logits"].float(), raw, seeds)
