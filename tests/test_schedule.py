@@ -97,7 +97,7 @@ def test_scheduler_state_resumes_the_same_curve():
 
 
 def test_classifier_optimizer_nesterov_groups_and_epoch_schedule(synth_root, tmp_path, capsys):
-    cfg = config(synth_root, tmp_path, lr=0.1, lr_decay_epochs=2)
+    cfg = config(synth_root, tmp_path, lr=0.1, lr_decay_epochs=2, new_layers_lr_mult=10.0)
     task = classifier_task(cfg)
     assert task.optimizer.defaults["nesterov"] is True
     # A random init: every layer is new, so no x10 group, and a note names the key.
@@ -146,7 +146,7 @@ def test_divergence_warning_rules(synth_root, tmp_path):
     assert divergence_warning([2.1], 3, cfg) is None  # below 2 ln(3) = 2.197
     warning = divergence_warning([2.3], 3, cfg)
     assert "2 x ln(K) = 2.2" in warning and "train.lr=0.5 too high for a random init" in warning
-    pretrained = load_config(None, ["model.pretrained=imagenet"], base=cfg)
+    pretrained = load_config(None, ["model.pretrained=imagenet", "train.new_layers_lr_mult=10"], base=cfg)
     assert "new_layers_lr_mult" in divergence_warning([50.0], 3, pretrained)
     stalled = [1.0] + [1.2] * (STALL_EPOCHS - 1)
     assert "did not decrease over the first 3 epochs" in divergence_warning(stalled, 3, cfg)
