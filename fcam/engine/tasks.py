@@ -74,7 +74,8 @@ def divergence_warning(epoch_losses: list[float], num_classes: int, cfg: Config)
                 f"(K={num_classes} classes): training diverges; likely cause: {cause}")
     if len(epoch_losses) == STALL_EPOCHS and epoch_losses[-1] >= epoch_losses[0]:
         return (f"mean training loss did not decrease over the first {STALL_EPOCHS} epochs "
-                f"({epoch_losses[0]:.3g} -> {epoch_losses[-1]:.3g}); likely cause: {cause}")
+                f"({epoch_losses[0]:.3g} -> {epoch_losses[-1]:.3g}); likely cause: {cause} (or too low if it "
+                f"stays near ln(K) = {chance:.3g})")
     return None
 
 
