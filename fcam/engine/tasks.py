@@ -63,7 +63,8 @@ def divergence_warning(epoch_losses: list[float], num_classes: int, cfg: Config)
     if cfg.model.pretrained == "none":
         cause = f"train.lr={t.lr:g} too high for a random init"
     elif t.new_layers_lr_mult > 1:
-        cause = f"train.lr={t.lr:g} too high, or its x{t.new_layers_lr_mult:g} on the new layers (train.new_layers_lr_mult)"
+        cause = (f"train.lr={t.lr:g} too high, or its x{t.new_layers_lr_mult:g} on the new layers "
+                 f"(train.new_layers_lr_mult)")
     else:
         cause = f"train.lr={t.lr:g} too high"
     if t.warmup_epochs == 0:
