@@ -36,6 +36,11 @@ def _opt(default: Any, help: str, choices: tuple | None = None,
     return field(default=default, metadata={"help": help, "choices": choices, "check": check})
 
 
+def _at_least(bound: float) -> Callable[[Any], str | None]:
+    """A ``check`` for :func:`_opt`: values below ``bound`` are refused."""
+    return lambda value: None if value >= bound else f"must be >= {bound}, got {value!r}"
+
+
 @dataclass
 class DataConfig:
     dataset: str = _opt("CUB", "Dataset folder name under root, metadata_root and mask_root: CUB, ILSVRC, "
@@ -86,11 +91,23 @@ class TrainConfig:
     batch_size: int = _opt(32, "Batch size per process.")
     lr: float = _opt(1.7e-3, "SGD learning rate of the pretrained layers.")
     new_layers_lr_mult: float = _opt(10.0, "Learning-rate multiplier of the layers wsolevaluation trains faster "
-                                     "(fc; ResNet layer4, VGG conv6, SPG blocks).")
+                                     "(fc; ResNet layer4, VGG conv6, SPG blocks). Not applied with "
+                                     "model.pretrained=none (every layer is new then; a one-line note says so).")
     momentum: float = _opt(0.9, "SGD momentum.")
+    nesterov: bool = _opt(True, "Nesterov momentum (wsolevaluation and F-CAM train with it); needs momentum > 0.")
     weight_decay: float = _opt(1e-4, "SGD weight decay.")
-    lr_decay_epochs: int = _opt(15, "Step schedule: multiply the learning rate by lr_decay_factor every this many epochs.")
+    lr_schedule: str = _opt("step", "Learning-rate schedule, set at every optimizer step. 'step': x lr_decay_factor "
+                            "at the start of epochs lr_decay_epochs, 2 x lr_decay_epochs, ... (1-based), as "
+                            "wsolevaluation does: with 15, epochs 1-14 use lr, 15-29 lr x 0.1, so one epoch earlier "
+                            "than a StepLR stepped after each epoch. 'cosine': per step from lr to 0 over the run "
+                            "(after the warmup); extending a resumed cosine run's epochs reshapes its remaining curve.",
+                            ("step", "cosine"))
+    lr_decay_epochs: int = _opt(15, "Step schedule: multiply the learning rate by lr_decay_factor every this many "
+                                "epochs (see lr_schedule for the timing).", check=_at_least(1))
     lr_decay_factor: float = _opt(0.1, "Step schedule factor.")
+    warmup_epochs: float = _opt(0.0, "Linear warmup, per step, from lr / (warmup steps) to lr over this many epochs "
+                                "(fractions allowed; 0: none). Step decays keep their epochs; cosine starts at the "
+                                "warmup's end.", check=_at_least(0))
     seed: int = _opt(0, "Seed of every random draw (data order, augmentation, init, seeds of F-CAM).")
     amp: bool = _opt(True, "Mixed precision on CUDA (ignored on the CPU).")
     eval_batch_size: int = _opt(64, "Batch size of validation and evaluation passes.")

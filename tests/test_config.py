@@ -104,3 +104,27 @@ def test_ignored_overrides_name_what_the_command_reads():
     assert ignored_overrides(["fcam.batch_size=4", "fcam.alpha=2", "train.lr=1"], TRAIN_CLS) == [
         "--set fcam.batch_size is ignored by fcam-train-cls: it reads train.batch_size",
         "--set fcam.alpha is ignored by fcam-train-cls: it reads no fcam.* key"]
+
+
+def test_protocol_configs_set_the_wsolevaluation_optimizer_explicitly():
+    import yaml
+
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        if path.name == "synth.yaml":
+            continue
+        train = yaml.safe_load(path.read_text())["train"]
+        assert (train["nesterov"], train["lr_schedule"], train["warmup_epochs"]) == (True, "step", 0), path.name
+    defaults = Config().train
+    assert (defaults.nesterov, defaults.lr_schedule, defaults.warmup_epochs) == (True, "step", 0.0)
+    assert load_config(None, ["train.warmup_epochs=0.5"]).train.warmup_epochs == 0.5
+
+
+@pytest.mark.parametrize("override, match", [
+    ("train.lr_schedule=linear", "'train.lr_schedule' must be one of step, cosine"),
+    ("train.warmup_epochs=-1", "'train.warmup_epochs' must be >= 0"),
+    ("train.lr_decay_epochs=0", "'train.lr_decay_epochs' must be >= 1"),
+    ("train.nesterov=1", "'train.nesterov' expects bool"),
+])
+def test_schedule_keys_are_checked(override, match):
+    with pytest.raises(FcamError, match=match):
+        load_config(None, [override])

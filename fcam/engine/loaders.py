@@ -152,16 +152,26 @@ def mask_targets(metadata: Metadata, image_id: str, mask_root: str | Path | None
 
 def train_loader(cfg: Config, metadata: Metadata, ctx: DistContext, batch_size: int,
                  classes: int | None = None) -> DataLoader:
+    """The shuffled training loader of this rank (``ctx``): ``len(dataset) // world_size`` images
+    per rank per epoch, in batches of ``batch_size``.
+
+    The last partial batch is kept, as wsolevaluation's loader does (``drop_last=False``), except
+    when it would hold a single image: BatchNorm in train mode fails on a batch of one whose map
+    is 1x1 (one value per channel) and estimates nothing from it otherwise, so that image is left
+    out of the epoch. Every rank has as many images, so all
+    ranks take the same decision and run the same number of steps.
+    """
     dataset = WSOLDataset(image_root(cfg), metadata, train=True, resize_size=cfg.data.resize_size,
                           crop_size=cfg.data.crop_size, num_classes=classes, train_backend=cfg.data.train_backend,
                           uint8=True)
-    if len(dataset) < batch_size * ctx.world_size:
-        raise FcamError(f"split '{metadata.split}' of {metadata.dataset} has {len(dataset)} images, "
-                        f"fewer than one batch ({batch_size} x {ctx.world_size} processes)")
+    per_rank = len(dataset) // ctx.world_size
+    if per_rank < 2:
+        raise FcamError(f"split '{metadata.split}' of {metadata.dataset} has {len(dataset)} images, fewer than "
+                        f"2 per process ({ctx.world_size} processes)")
     sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
                                  shuffle=True, seed=cfg.train.seed, drop_last=True)
-    return UInt8Loader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, device=ctx.device,
-                       num_workers=resolve_num_workers(cfg.data.num_workers, ctx.local_world_size),
+    return UInt8Loader(dataset, batch_size=batch_size, sampler=sampler, drop_last=per_rank % batch_size == 1,
+                       device=ctx.device, num_workers=resolve_num_workers(cfg.data.num_workers, ctx.local_world_size),
                        pin_memory=ctx.device.type == "cuda", persistent_workers=False)
 
 

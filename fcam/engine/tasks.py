@@ -4,6 +4,8 @@ validation are; :func:`fcam.engine.trainer.fit` runs them."""
 
 from __future__ import annotations
 
+import math
+import sys
 from typing import Any
 
 import torch
@@ -17,6 +19,7 @@ from fcam.engine.checkpoint import load_checkpoint
 from fcam.engine.distributed import DistContext
 from fcam.engine.evaluation import OnBatch, cam_map_fn, evaluate_localization, fcam_map_fn
 from fcam.engine.loaders import eval_loader, train_loader
+from fcam.engine.schedule import Schedule, StepwiseLR
 from fcam.errors import FcamError
 from fcam.losses import DenseCRFLoss, ExtendedLogBarrier, FCAMLoss, SeedSampler, SizeConstraintLoss
 from fcam.models import FCAMModel, WSOLClassifier, build_classifier, build_fcam
@@ -34,9 +37,53 @@ def _wrap(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=ids)
 
 
+def new_layers_mult(cfg: Config, is_main: bool) -> float:
+    """``train.new_layers_lr_mult``, or 1 with ``model.pretrained=none``: with a random init every
+    layer is new, so the faster group has no meaning (a one-line note says so on rank 0)."""
+    mult = cfg.train.new_layers_lr_mult
+    if cfg.model.pretrained != "none" or mult == 1:
+        return mult
+    if is_main:
+        print(f"note: train.new_layers_lr_mult={mult:g} is not applied with model.pretrained=none: every layer is new",
+              file=sys.stderr)
+    return 1.0
+
+
+STALL_EPOCHS = 3  # a loss no lower after this many epochs than after the first one is flagged
+
+
+def divergence_warning(epoch_losses: list[float], num_classes: int, cfg: Config) -> str | None:
+    """A warning when the first epochs' mean training losses (one per epoch so far) look like
+    divergence, naming the likely cause; None otherwise.
+
+    After epoch 1: a loss above ``2 ln(K)`` (``ln(K)`` is the loss of a uniform guess). After
+    epoch :data:`STALL_EPOCHS`: a loss no lower than epoch 1's.
+    """
+    t = cfg.train
+    if cfg.model.pretrained == "none":
+        cause = f"train.lr={t.lr:g} too high for a random init"
+    elif t.new_layers_lr_mult > 1:
+        cause = (f"train.lr={t.lr:g} too high, or its x{t.new_layers_lr_mult:g} on the new layers "
+                 f"(train.new_layers_lr_mult)")
+    else:
+        cause = f"train.lr={t.lr:g} too high"
+    if t.warmup_epochs == 0:
+        cause += "; train.warmup_epochs may help"
+    chance = math.log(num_classes)
+    if len(epoch_losses) == 1 and num_classes > 1 and epoch_losses[0] > 2 * chance:
+        return (f"mean training loss {epoch_losses[0]:.3g} after epoch 1 is above 2 x ln(K) = {2 * chance:.3g} "
+                f"(K={num_classes} classes): training diverges; likely cause: {cause}")
+    if len(epoch_losses) == STALL_EPOCHS and epoch_losses[-1] >= epoch_losses[0]:
+        return (f"mean training loss did not decrease over the first {STALL_EPOCHS} epochs "
+                f"({epoch_losses[0]:.3g} -> {epoch_losses[-1]:.3g}); likely cause: {cause} (or too low if it "
+                f"stays near ln(K) = {chance:.3g})")
+    return None
+
+
 class ClassifierTask:
     """Cross-entropy training of encoder + GAP + linear, selected on validation localization
-    with the configured CAM method (SGD, x10 learning rate on the new layers, step decay)."""
+    with the configured CAM method (SGD with Nesterov momentum, x10 learning rate on the new
+    layers, a step or cosine schedule set per step; :mod:`fcam.engine.schedule`)."""
 
     kind = "classifier"
 
@@ -44,30 +91,45 @@ class ClassifierTask:
                  num_classes: int) -> None:
         self.cfg, self.ctx, self.val_meta = cfg, ctx, val_meta
         self.selection_key = selection_metric(val_meta)
+        t = cfg.train
+        if t.nesterov and t.momentum <= 0:
+            raise FcamError(f"config key 'train.nesterov' is true but train.momentum is {t.momentum:g}: Nesterov needs "
+                            f"momentum > 0 (or set train.nesterov=false)")
         self.model = build_classifier(cfg.model.backbone, num_classes, cfg.model.pretrained,
                                       cfg.model.output_stride).to(ctx.device)
         if ctx.is_main:
             print(self.model.summary)
         self.net = _wrap(self.model, ctx)
         pretrained, new = self.model.parameter_groups()
-        t = cfg.train
+        mult = new_layers_mult(cfg, ctx.is_main)
         self.optimizer = torch.optim.SGD(
-            [{"params": pretrained, "lr": t.lr}, {"params": new, "lr": t.lr * t.new_layers_lr_mult}],
-            lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, t.lr_decay_epochs, t.lr_decay_factor)
+            [{"params": pretrained, "lr": t.lr}, {"params": new, "lr": t.lr * mult}],
+            lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=t.nesterov)
         self.train_loader = train_loader(cfg, train_meta, ctx, t.batch_size, num_classes)
+        self.scheduler = StepwiseLR(self.optimizer, Schedule.from_config(t, len(self.train_loader)))
         self.val_loader = eval_loader(cfg, val_meta, ctx, num_classes)
+        self.epoch_losses: list[float] = []
+        self._loss_sum, self._loss_steps = torch.zeros((), device=ctx.device), 0
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         images = batch["image"].to(self.ctx.device, non_blocking=True)
         labels = batch["label"].to(self.ctx.device, non_blocking=True)
-        return {"loss": F.cross_entropy(self.net(images), labels)}
+        loss = F.cross_entropy(self.net(images), labels)
+        self._loss_sum += loss.detach().float()
+        self._loss_steps += 1
+        return {"loss": loss}
 
     def set_epoch(self, epoch: int) -> None:
         self.train_loader.sampler.set_epoch(epoch)
+        self._loss_sum.zero_()
+        self._loss_steps = 0
 
     def end_epoch(self) -> None:
-        self.scheduler.step()
+        """Record this rank's mean training loss; rank 0 warns when it looks like divergence."""
+        self.epoch_losses.append(float(self._loss_sum) / max(self._loss_steps, 1))
+        warning = divergence_warning(self.epoch_losses, self.model.num_classes, self.cfg)
+        if warning and self.ctx.is_main:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
 
     def validate(self, on_batch: OnBatch | None = None) -> dict[str, Any]:
         fn = cam_map_fn(self.model, self.cfg.cam.method, self.cfg.data.eval_size, self.cfg.cam.interpolation,
@@ -78,12 +140,14 @@ class ClassifierTask:
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "num_classes": self.model.num_classes}
+                "scheduler": self.scheduler.state_dict(), "num_classes": self.model.num_classes,
+                "epoch_losses": self.epoch_losses}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch_losses = list(state.get("epoch_losses", []))
 
 
 def _load_model(path: str, kind: str, build) -> tuple[torch.nn.Module, Config]:
