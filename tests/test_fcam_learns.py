@@ -1,9 +1,21 @@
-"""F-CAM end to end on small synthetic data: the decoder's loss falls and its map localizes the
-whole object better than the CAM it was trained from (the paper's claim, at CPU size)."""
+"""F-CAM end to end on small synthetic data, over several seeds: on every seed the decoder's loss
+falls and its maps localize the objects better than the CAM they were trained from (the paper's
+claim, at CPU size).
+
+One seed on one machine proves little: another CPU sums floats in another order and trains
+another classifier. So the test trains one classifier and one decoder per seed and asserts what
+held on every one of the runs measured for docs/recipe.md (seeds 0-7, 1 and 2 threads, both
+training pixel backends), with margins well inside that spread:
+
+- masks: F-CAM's PxAP beats the CAM's on every seed by at least ``MIN_MASK_GAIN``;
+- boxes: F-CAM's MaxBoxAcc beats the CAM's on average over the seeds by at least
+  ``MIN_MEAN_BOX_GAIN`` and is never far behind it on one seed (``MAX_BOX_LOSS``).
+"""
 
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 import yaml
@@ -15,28 +27,45 @@ from fcam.data import generate_synthetic
 
 from conftest import tiny_config
 
+SEEDS = (0, 1, 2)
+MIN_MASK_GAIN = 5.0
+MIN_MEAN_BOX_GAIN = 5.0
+MAX_BOX_LOSS = 10.0
+
+
+def _gains(root, data, seed: int) -> dict[str, float]:
+    """Train a classifier and a decoder with ``seed``; F-CAM's gains over CAM on boxes and masks."""
+    cfg = tiny_config(data, data={"resize_size": 72, "crop_size": 64, "eval_size": 64},
+                      train={"epochs": 8, "batch_size": 24, "lr": 0.05, "lr_schedule": "cosine",
+                             "warmup_epochs": 1, "seed": seed},
+                      fcam={"epochs": 4, "batch_size": 12, "n_seeds": 10, "lr": 0.01},
+                      eval={"cam_curve_interval": 0.01})
+    config = root / f"seed{seed}.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    cls, fcam = root / f"cls{seed}", root / f"fcam{seed}"
+    assert train_cls(["--config", str(config), "--output", str(cls)]) == 0
+    assert train_decoder(["--config", str(config), "--classifier", str(cls / "best.pt"), "--output", str(fcam)]) == 0
+    rows = [json.loads(line) for line in (fcam / "log.jsonl").read_text().splitlines()]
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"], (seed, [r["train_loss"] for r in rows])
+    gains = {}
+    for dataset, key in (("CUB", "MaxBoxAcc"), ("OpenImages", "PxAP")):
+        out = root / f"eval{seed}_{dataset}"
+        assert eval_main(["--checkpoint", str(cls / "best.pt"), "--decoder", str(fcam / "best.pt"),
+                          "--method", "cam", "fcam", "--split", "test", "--output", str(out),
+                          "--set", f"data.dataset={dataset}"]) == 0
+        cam, ours = (json.loads((out / m / "metrics.json").read_text())[key] for m in ("cam", "fcam"))
+        gains[key] = ours - cam
+    return gains
+
 
 @pytest.mark.slow
-def test_decoder_loss_falls_and_fcam_beats_cam(tmp_path):
+def test_fcam_beats_its_cam_on_every_seed(tmp_path):
     data = tmp_path / "data"
     generate_synthetic(data, seed=0, image_size=64, num_classes=3, num_train_per_class=40,
-                       num_val_per_class=8, num_test_per_class=12, progress=False)
-    # PIL training pixels: this one-seed margin moves with them (+2.8 with data.train_backend=fast,
-    # whose resize is one grey level off PIL on ~0.15% of the values).
-    cfg = tiny_config(data, data={"resize_size": 72, "crop_size": 64, "eval_size": 64, "train_backend": "pil"},
-                      train={"epochs": 8, "batch_size": 24, "lr": 0.02, "new_layers_lr_mult": 1.0,
-                             "lr_decay_epochs": 6},
-                      fcam={"epochs": 4, "batch_size": 12, "n_seeds": 10, "lr": 0.01},
-                      eval={"cam_curve_interval": 0.001})
-    config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-    assert train_cls(["--config", str(config), "--output", str(tmp_path / "cls")]) == 0
-    assert train_decoder(["--config", str(config), "--classifier", str(tmp_path / "cls/best.pt"),
-                          "--output", str(tmp_path / "fcam")]) == 0
-    rows = [json.loads(line) for line in (tmp_path / "fcam/log.jsonl").read_text().splitlines()]
-    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
-    assert eval_main(["--checkpoint", str(tmp_path / "cls/best.pt"), "--decoder", str(tmp_path / "fcam/best.pt"),
-                      "--method", "cam", "fcam", "--split", "test", "--output", str(tmp_path / "eval")]) == 0
-    cam = json.loads((tmp_path / "eval/cam/metrics.json").read_text())
-    fcam = json.loads((tmp_path / "eval/fcam/metrics.json").read_text())
-    assert fcam["MaxBoxAcc"] > cam["MaxBoxAcc"] + 5, (cam["MaxBoxAcc"], fcam["MaxBoxAcc"])
+                       num_val_per_class=20, num_test_per_class=40, progress=False)
+    gains = {seed: _gains(tmp_path, data, seed) for seed in SEEDS}
+    masks = [g["PxAP"] for g in gains.values()]
+    boxes = [g["MaxBoxAcc"] for g in gains.values()]
+    assert min(masks) > MIN_MASK_GAIN, gains
+    assert statistics.mean(boxes) > MIN_MEAN_BOX_GAIN, gains
+    assert min(boxes) > -MAX_BOX_LOSS, gains
