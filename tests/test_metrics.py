@@ -532,6 +532,17 @@ def test_pixel_histograms_equal_numpy_histograms(interval):
     assert evaluator.compute()["PxAP"] == reference.pixel_ap(scores, gts, ignores, cam_curve_interval=interval)
 
 
+def test_pixel_histograms_with_uneven_edges_equal_numpy_histograms():
+    """Edges that are not a regular grid below 1 are binned by searching them, not by truncation."""
+    rng = np.random.default_rng(7)
+    edges = np.append(np.concatenate([[0.0], np.sort(rng.random(40))]), [1.0, 2.0, 3.0])
+    scores = np.concatenate([edges[:-2], rng.random(64 * 30 - len(edges) + 2)]).reshape(-1, 8, 8)
+    gts, ignores = rng.random(scores.shape) < 0.3, rng.random(scores.shape) < 0.2
+    for score, gt, ignore, hist in zip(scores, gts, ignores, pixel_histograms(scores, gts, ignores, edges)):
+        assert np.array_equal(hist[0], np.histogram(score[gt], bins=edges)[0])
+        assert np.array_equal(hist[1], np.histogram(score[~gt & ~ignore], bins=edges)[0])
+
+
 def test_pxap_without_foreground_is_an_error():
     evaluator = MaskEvaluator()
     evaluator.add(*pixels([], [0.6, 0.1]))

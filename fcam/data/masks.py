@@ -11,11 +11,13 @@ from fcam.errors import FcamError
 
 
 def _read_mask(path: Path, size: int) -> np.ndarray:
-    """A grayscale PNG resized to ``size`` x ``size`` with nearest neighbour, as float32 0..255."""
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
+    """Whether each pixel of a grayscale PNG resized to ``size`` x ``size`` with nearest neighbour is
+    above 0.5, as the reference thresholds the float32 copy (nearest neighbour only copies pixels, and
+    an integer level exceeds 0.5 exactly when it is not 0)."""
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None  # always 8-bit
     if image is None:
         raise FcamError(f"mask file missing or unreadable: {path}")
-    return cv2.resize(image.astype(np.float32), (size, size), interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_NEAREST) > 0
 
 
 def load_gt_mask(
@@ -34,8 +36,8 @@ def load_gt_mask(
         raise FcamError(f"no instance mask given under {folder}")
     foreground = np.zeros((size, size), dtype=bool)
     for mask_path in mask_paths:
-        foreground |= _read_mask(folder / mask_path, size) > 0.5
+        foreground |= _read_mask(folder / mask_path, size)
     if ignore_path is None:
         return foreground, np.zeros_like(foreground)
-    ignore = (_read_mask(folder / ignore_path, size) > 0.5) & ~foreground
+    ignore = _read_mask(folder / ignore_path, size) & ~foreground
     return foreground, ignore

@@ -22,6 +22,10 @@ from fcam.metrics import BoxEvaluator, MaskEvaluator, box_hits_from_levels, gray
 from fcam.metrics.scoremap import normalize_scoremap, resize_scoremap
 from fcam.protocol import CAM_CURVE_INTERVAL, EVAL_SIZE
 
+# Maps that make a worker process worth starting (about 0.2 s of CPU): a box map costs ~10 ms of
+# contour searches, a mask map ~2 ms, mostly decoding its PNGs.
+MIN_MAPS_PER_WORKER = {"box": 64, "mask": 512}
+
 
 def prepare_saved_map(scoremap: np.ndarray, eval_size: int, normalize: bool, name: str) -> np.ndarray:
     """One saved map as the protocol scores it.
@@ -32,9 +36,11 @@ def prepare_saved_map(scoremap: np.ndarray, eval_size: int, normalize: bool, nam
     """
     if scoremap.ndim != 2:
         raise FcamError(f"{name}: expected a 2-D score map, got shape {tuple(scoremap.shape)}")
-    if not np.issubdtype(scoremap.dtype, np.number) or not np.isfinite(scoremap).all():
+    # NaN propagates to the minimum and the maximum, and an infinity is one of them.
+    if not np.issubdtype(scoremap.dtype, np.number) or (
+            scoremap.size and not (np.isfinite(scoremap.min()) and np.isfinite(scoremap.max()))):
         raise FcamError(f"{name}: a score map must hold finite numbers (found NaN, inf or dtype {scoremap.dtype})")
-    scoremap = scoremap.astype(np.float64)
+    scoremap = scoremap.astype(np.float64, copy=False)
     if normalize:
         scoremap = normalize_scoremap(scoremap)
     elif scoremap.min() < 0 or scoremap.max() > 1:
@@ -90,7 +96,8 @@ def evaluate_saved_maps(scoremap_root: str | Path, metadata: Metadata, mask_root
     """MaxBoxAcc/MaxBoxAccV2 (box data) or PxAP (mask data) of the saved maps, in percent.
 
     ``batch_size`` maps make one job of a worker; ``num_workers`` processes score them
-    (:data:`AUTO`: one per CPU of this process; 0 or 1: in this process).
+    (:data:`AUTO`: one per CPU of this process, fewer when there are too few maps to pay for
+    starting them, see :data:`MIN_MAPS_PER_WORKER`; 0 or 1: in this process).
     """
     metadata.require_ground_truth()
     maps = SavedMaps(Path(scoremap_root), eval_size, normalize)
@@ -101,7 +108,10 @@ def evaluate_saved_maps(scoremap_root: str | Path, metadata: Metadata, mask_root
     ids = metadata.image_ids
     chunks = [slice(start, start + batch_size) for start in range(0, len(ids), batch_size)]
     bar = tqdm(total=len(ids), desc="evaluate", disable=None if progress else True, dynamic_ncols=True)
-    with ScoringPool(resolve_num_workers(num_workers)) as pool:
+    workers = resolve_num_workers(num_workers)
+    if num_workers == AUTO:
+        workers = min(workers, len(ids) // MIN_MAPS_PER_WORKER[metadata.kind])
+    with ScoringPool(workers) as pool:
         if metadata.kind == "box":
             evaluator = BoxEvaluator(cam_curve_interval=cam_curve_interval)
             gt_boxes = metadata.gt_boxes(eval_size)

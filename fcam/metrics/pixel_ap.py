@@ -138,40 +138,38 @@ def pixel_histograms(
     check_score_range(scoremaps)
     num_bins = len(edges) - 1
     num_images = len(scoremaps)
-    if num_images == 0:
-        return np.zeros((0, 2, num_bins), dtype=np.int64)
-    scores = scoremaps.reshape(num_images, -1)
-    bins = _bin_indices(scores, edges)
-    # Class of a pixel: 0 foreground, 1 counted background, 2 ignored background (dropped).
-    pixel_class = (~gt_masks).reshape(num_images, -1).astype(np.intp)
-    pixel_class += ignore_masks.reshape(num_images, -1) & ~gt_masks.reshape(num_images, -1)
-    slots = bins + num_bins * (pixel_class + 3 * np.arange(num_images)[:, None])
+    # Slot of a pixel: 3 per bin (foreground, counted background, ignored background), a block of
+    # 3 * num_bins per image; the ignored counts are dropped.
+    background = ~gt_masks.reshape(num_images, -1)
+    pixel_class = background.view(np.uint8) + (ignore_masks.reshape(num_images, -1) & background).view(np.uint8)
+    slots = _bin_indices(scoremaps.reshape(num_images, -1), edges)
+    slots *= 3
+    slots += pixel_class
+    slots += (3 * num_bins * np.arange(num_images))[:, None]
     counts = np.bincount(slots.ravel(), minlength=3 * num_bins * num_images)
-    return counts.reshape(num_images, 3, num_bins)[:, :2].astype(np.int64)
+    return counts.reshape(num_images, num_bins, 3)[:, :, :2].transpose(0, 2, 1).astype(np.int64)
+
+
+# A score whose ``s / step`` lies this close to an integer is binned by comparing it with the edges.
+_NEAR_EDGE = 1e-6
 
 
 def _bin_indices(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Index k of the bin ``edges[k] <= s < edges[k + 1]`` of each score s in [0, 1], as ``np.histogram``.
 
-    The thresholds are evenly spaced, so ``s / step`` truncated lands on the right bin or next to
-    it. Where it provably lands right for every s in [0, 1] (checked once on the edges: it jumps
-    exactly at each edge up to 1.0) nothing more is done; otherwise one comparison with the
-    actual edges on each side corrects it.
+    The thresholds below 1 are evenly spaced (checked), so ``s / step`` truncated is the bin of s
+    unless s lies within a few rounding errors of an edge, i.e. ``s / step`` within
+    :data:`_NEAR_EDGE` of an integer, or s is 1.0 (the edge 1.0 need not be a multiple of the step):
+    those few scores are binned by a search among the edges.
     """
     scale = 1.0 / (edges[1] - edges[0])
-    guess = (scores * scale).astype(np.intp)
-    np.minimum(guess, len(edges) - 2, out=guess)
-    if not _truncation_is_exact(edges, scale):
-        guess -= scores < edges[guess]
-        guess += scores >= edges[guess + 1]
-    return guess
-
-
-def _truncation_is_exact(edges: np.ndarray, scale: float) -> bool:
-    """Whether ``int(s * scale)`` is the bin of every s in [0, 1]: both are step functions of s that
-    never decrease, so they agree when they step at the same points, the edges up to 1.0."""
-    upper = edges[1 : int(np.searchsorted(edges, 1.0)) + 1]
-    index = np.arange(1, len(upper) + 1)
-    at_edge = (upper * scale).astype(np.intp)
-    below_edge = (np.nextafter(upper, 0.0) * scale).astype(np.intp)
-    return bool(np.array_equal(at_edge, index) and np.array_equal(below_edge, index - 1))
+    below_one = int(np.searchsorted(edges, 1.0))
+    if np.abs(edges[:below_one] * scale - np.arange(below_one)).max() >= _NEAR_EDGE / 4:
+        return np.searchsorted(edges, scores, side="right") - 1
+    steps = np.multiply(scores, scale)
+    bins = steps.astype(np.intp)
+    steps -= bins
+    near = np.flatnonzero((steps < _NEAR_EDGE) | (steps > 1 - _NEAR_EDGE) | (scores >= 1.0))
+    flat = bins.reshape(-1)
+    flat[near] = np.searchsorted(edges, scores.reshape(-1)[near], side="right") - 1
+    return bins

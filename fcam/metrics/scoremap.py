@@ -40,7 +40,8 @@ def resize_scoremap(
 
 def check_score_range(scoremaps: np.ndarray) -> None:
     """Raise :class:`FcamError` unless the maps handed to an evaluator are finite and within [0, 1]."""
-    if scoremaps.size and not (np.isfinite(scoremaps).all() and scoremaps.min() >= 0 and scoremaps.max() <= 1):
+    # NaN fails both comparisons and propagates to min and max, as infinities fail one of them.
+    if scoremaps.size and not (scoremaps.min() >= 0 and scoremaps.max() <= 1):
         raise FcamError("score maps given to the evaluator must be finite and within [0, 1]; normalize them first")
 
 
