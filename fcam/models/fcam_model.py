@@ -13,7 +13,9 @@ class FCAMModel(nn.Module):
     """Frozen classifier (no gradients, BatchNorm/dropout always in eval) + decoder.
 
     ``forward(x)`` returns ``logits`` (B, K), ``seg_logits`` (B, 2, H, W) at x's
-    size and the classifier's ``features``. S = softmax(seg_logits, 1); S[:, 1] is
+    size and the classifier's ``features``, whose last entry is the top map (the CAM
+    target layer's output): with the logits, what the decoder's seed CAMs need, so a
+    training step runs the classifier once. S = softmax(seg_logits, 1); S[:, 1] is
     the F-CAM (foreground) map. The classifier runs without autograd: only the
     decoder trains.
     """
