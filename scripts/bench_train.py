@@ -1,14 +1,16 @@
 """CPU cost of an F-CAM decoder training step against a classifier training step, and of F-CAM
 inference against a classifier forward and Grad-CAM.
 
-Training steps (one process, same backbone, batch and image size, random weights and inputs):
-``classifier``: ``ClassifierTask.losses`` + backward + SGD step (train mode); ``decoder before``:
+Training steps (one process, same backbone, batch and image size, random weights and inputs),
+each losses + backward + SGD step in train mode, all terms of the decoder's loss included (dense
+CRF with the configured backend): ``classifier``: ``ClassifierTask.losses``; ``decoder before``:
 the decoder step as it was, the seed CAM from ``fcam.cams.compute_cams`` (a classifier pass of
-its own) and then the F-CAM forward (a second one); ``decoder``: ``DecoderTask.losses`` as it is
-(one classifier pass, the seed CAM from its top map), both + backward + SGD step, all terms of
-the loss included (dense CRF with the configured backend). Inference, per image: a classifier
-forward, Grad-CAM (``compute_cams``, upsampled to the image size), the F-CAM model in eval mode
-(``before``) and its inference copy (``fcam.models.inference_copy``, what evaluation runs).
+its own), then the F-CAM forward on the contiguous input (a second pass); ``decoder, one pass,
+contiguous``: the same forward, the seed CAM from its top map; ``decoder``: ``DecoderTask.losses``
+as it is (one pass, channels_last on the CPU). Inference, per image: a classifier forward,
+Grad-CAM (``compute_cams``, upsampled to the image size), the F-CAM forward as it was
+(contiguous, BatchNorm unfolded), ``FCAMModel`` now, and its inference copy
+(``fcam.models.inference_copy``: BatchNorm folded, channels_last on the CPU; what evaluation runs).
 
 Runs alternate within each repeat, so that a change of load hits them alike; each figure is
 the fastest of ``--repeats`` timed calls after one warm-up call.
@@ -26,6 +28,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -35,8 +38,9 @@ from fcam.config import config_from_dict
 from fcam.data import generate_synthetic
 from fcam.engine.distributed import DistContext
 from fcam.engine.loaders import split_metadata
+from fcam.engine.seed_cams import seed_cams
 from fcam.engine.tasks import ClassifierTask, DecoderTask
-from fcam.models import build_classifier, build_fcam, inference_copy
+from fcam.models import FCAMModel, build_classifier, build_fcam, inference_copy
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench_train: begin -->", "<!-- bench_train: end -->"
@@ -94,16 +98,26 @@ def make_tasks(workdir: Path, backbone: str, args: argparse.Namespace) -> tuple[
     return classifier_task, decoder_task
 
 
-def two_pass_losses(task: DecoderTask, batch: Batch) -> dict[str, torch.Tensor]:
-    """The decoder step's losses as they were: ``compute_cams`` runs the classifier, then the F-CAM
-    forward runs it again."""
-    classifier = task.model.classifier
-    images = batch["image"]
-    cams = compute_cams(classifier, images, batch["label"], task.cfg.cam.method, classifier.cam_target_layer,
-                        fc=classifier.fc, size=tuple(images.shape[-2:]))
+def contiguous_fcam(model: FCAMModel, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The F-CAM forward as it was: contiguous input, the classifier without autograd, then the decoder."""
+    with torch.no_grad():
+        features, _ = model.classifier.forward_features(images.contiguous())
+    return features, model.decoder(features, images.shape[-2:])
+
+
+def earlier_losses(task: DecoderTask, batch: Batch, two_pass: bool) -> dict[str, torch.Tensor]:
+    """The decoder step's losses with the contiguous forward: with ``two_pass`` as before this work
+    (the seed CAM from ``compute_cams``, a classifier pass of its own), else with one pass (the
+    seed CAM from the forward's top map)."""
+    classifier, images, labels = task.model.classifier, batch["image"], batch["label"]
+    if two_pass:
+        cams = compute_cams(classifier, images, labels, task.cfg.cam.method, classifier.cam_target_layer,
+                            fc=classifier.fc, size=tuple(images.shape[-2:]))
+    features, seg_logits = contiguous_fcam(task.model, images)
+    if not two_pass:
+        cams = seed_cams(classifier, images, labels, features, task.cfg.cam.method)
     seeds = task.seeds(cams, generator=task.generator)
-    out = task.net(images)
-    return {"loss": task.criterion(out["seg_logits"].float(), batch["raw"], seeds)["total"]}
+    return {"loss": task.criterion(seg_logits.float(), batch["raw"], seeds)["total"]}
 
 
 def train_step(task: ClassifierTask | DecoderTask, losses: Callable[[Batch], dict], batch: Batch) -> Callable[[], None]:
@@ -134,8 +148,11 @@ def step_rows(workdir: Path, args: argparse.Namespace) -> list[list[str]]:
         batch = random_batch(args.batch_size, args.image_size, args.num_classes)
         times = fastest({
             "classifier": train_step(classifier_task, classifier_task.losses, batch),
-            "decoder before": train_step(decoder_task, lambda b: two_pass_losses(decoder_task, b), batch),
-            "decoder": train_step(decoder_task, decoder_task.losses, batch),
+            "decoder before (two passes)": train_step(decoder_task, partial(earlier_losses, decoder_task,
+                                                                            two_pass=True), batch),
+            "decoder, one pass, contiguous": train_step(decoder_task, partial(earlier_losses, decoder_task,
+                                                                               two_pass=False), batch),
+            "decoder (DecoderTask.losses)": train_step(decoder_task, decoder_task.losses, batch),
         }, args.repeats)
         base = times["classifier"]
         for name, seconds in times.items():
@@ -157,16 +174,16 @@ def inference_rows(args: argparse.Namespace) -> list[list[str]]:
     def forward() -> torch.Tensor:
         return classifier(images)
 
-    @torch.no_grad()
-    def fcam_maps(net: torch.nn.Module) -> torch.Tensor:
-        return torch.softmax(net(images)["seg_logits"], dim=1)[:, 1]
+    def fcam_maps(seg_logits: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+        return torch.no_grad()(lambda: torch.softmax(seg_logits(), dim=1)[:, 1])
 
     times = fastest({
         "classifier forward": forward,
         "Grad-CAM (compute_cams)": lambda: compute_cams(classifier, images, labels, "gradcam",
                                                          classifier.cam_target_layer, size=(size, size)),
-        "F-CAM before (FCAMModel.eval())": lambda: fcam_maps(model),
-        "F-CAM (inference_copy)": lambda: fcam_maps(fast),
+        "F-CAM before (contiguous, BatchNorm unfolded)": fcam_maps(lambda: contiguous_fcam(model, images)[1]),
+        "F-CAM, FCAMModel.eval()": fcam_maps(lambda: model(images)["seg_logits"]),
+        "F-CAM (inference_copy, what evaluation runs)": fcam_maps(lambda: fast(images)["seg_logits"]),
     }, args.repeats)
     forward, gradcam = times["classifier forward"], times["Grad-CAM (compute_cams)"]
     return [[f"{args.infer_backbone} {size} px, batch {b}", name, f"{1000 * s / b:.0f}", f"{s / forward:.2f}x",
@@ -219,8 +236,11 @@ def main() -> None:
         f"{load_end:.1f} at the end (shared machine: figures move with the other jobs). Random weights and "
         f"inputs, {args.num_classes} classes, seeds from `{args.method}`; fastest of {args.repeats} calls after a "
         "warm-up. `decoder before`: the step as it was (the seed CAM from `compute_cams`, a classifier pass of "
-        "its own, then the F-CAM forward); `decoder`: the step now (one classifier pass). Every decoder step "
-        "includes the whole loss (partial CE, dense CRF, size).",
+        "its own, then the F-CAM forward); `one pass, contiguous`: the seed CAM from the forward's top map; "
+        "`DecoderTask.losses`: the step now (one pass, channels_last input on the CPU). Every decoder step "
+        "includes the whole loss (partial CE, dense CRF, size). Inference: `before` is the F-CAM forward as "
+        "it was (contiguous, BatchNorm unfolded); evaluation runs `inference_copy` (BatchNorm folded, "
+        "channels_last on the CPU).",
         "",
         steps,
         "",

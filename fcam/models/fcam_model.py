@@ -7,6 +7,7 @@ from torch import nn
 
 from fcam.models.classifier import WSOLClassifier
 from fcam.models.decoder import UNetDecoder
+from fcam.models.layout import fast_memory_format
 
 
 class FCAMModel(nn.Module):
@@ -33,6 +34,8 @@ class FCAMModel(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        # The layout changes the float rounding only; it makes the CPU's convolutions faster.
+        x = x.contiguous(memory_format=fast_memory_format(x.device))
         with torch.no_grad():
             features, logits = self.classifier.forward_features(x)
         seg_logits = self.decoder(features, x.shape[-2:])

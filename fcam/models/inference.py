@@ -1,8 +1,8 @@
 """Inference copies of F-CAM models: the same maps for less compute.
 
 The copy folds each decoder BatchNorm (eval statistics) into the 3x3 convolution before it
-and, on the CPU, runs in the channels_last memory format (oneDNN's fast convolution layout;
-measured in ``scripts/bench_train.py``). The model it comes from is left as it is, so training,
+and runs in the layout of :func:`fcam.models.layout.fast_memory_format` (channels_last on
+the CPU), its decoder weights included. The model it comes from is left as it is, so training,
 ``state_dict`` and checkpoints do not change.
 """
 
@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from fcam.models.fcam_model import FCAMModel
+from fcam.models.layout import fast_memory_format
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
@@ -80,12 +81,12 @@ def inference_copy(model: FCAMModel, channels_last: bool | None = None) -> FCAMI
 
     Args:
         model: a (trained) F-CAM model; it is not modified.
-        channels_last: run in the channels_last memory format; None (default) chooses it on the
-            CPU only, where it was measured faster (on CUDA the layout is left as it is).
+        channels_last: run in the channels_last memory format; None (default): as
+            :func:`fcam.models.layout.fast_memory_format` chooses for the model's device.
 
     Returns:
         An :class:`FCAMInference` on the model's device.
     """
     if channels_last is None:
-        channels_last = next(model.decoder.parameters()).device.type == "cpu"
+        channels_last = fast_memory_format(next(model.decoder.parameters()).device) == torch.channels_last
     return FCAMInference(model, channels_last)
