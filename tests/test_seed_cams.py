@@ -54,6 +54,16 @@ def test_top_map_gradients_leave_the_classifier_untouched(fcam_model) -> None:
     assert all(p.grad is None for p in classifier.parameters())
 
 
+def test_top_map_from_inference_mode(fcam_model) -> None:
+    images, labels = torch.randn(2, 3, 32, 32), torch.tensor([1, 2])
+    with torch.inference_mode():
+        top = fcam_model(images)["features"][-1]
+        cams = cams_from_top_map(fcam_model.classifier, top, labels, "xgradcam")
+    with torch.no_grad():
+        expected = cams_from_top_map(fcam_model.classifier, fcam_model(images)["features"][-1], labels, "xgradcam")
+    torch.testing.assert_close(cams, expected)
+
+
 def test_top_map_refuses_methods_needing_a_forward(fcam_model) -> None:
     top = torch.rand(1, 512, 2, 2)
     with pytest.raises(FcamError, match="needs its own forward"):

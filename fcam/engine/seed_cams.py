@@ -75,7 +75,8 @@ def cams_from_top_map(
 def _head_gradients(classifier: WSOLClassifier, top: Tensor, targets: Tensor) -> Tensor:
     """d (sum of each image's target logit) / d top, through the head only (float32)."""
     with torch.inference_mode(False), torch.enable_grad():
-        leaf = top.detach().requires_grad_()
+        # A map made under inference_mode cannot require grad: a normal copy of it can.
+        leaf = (top.clone() if top.is_inference() else top.detach()).requires_grad_()
         score = classifier.head(leaf).gather(1, targets[:, None]).sum()
         (grads,) = torch.autograd.grad(score, leaf)
     return grads.float()
