@@ -24,6 +24,7 @@ from fcam.metrics import (BoxEvaluator, MaskEvaluator, box_hits_from_levels, gra
                           pixel_histograms, resize_scoremap, topk_correct)
 from fcam.metrics.scoremap import check_score_range
 from fcam.models import FCAMModel, WSOLClassifier
+from fcam.models.inference import inference_copy
 from fcam.protocol import CAM_CURVE_INTERVAL
 
 MapFn = Callable[[dict], tuple[np.ndarray, torch.Tensor]]
@@ -48,12 +49,18 @@ def cam_map_fn(model: WSOLClassifier, method: str, eval_size: int, interpolation
 
 
 def fcam_map_fn(model: FCAMModel, eval_size: int, device: torch.device) -> MapFn:
-    """F-CAM maps: the decoder's foreground probability, used as it is (no min-max)."""
+    """F-CAM maps: the decoder's foreground probability, used as it is (no min-max).
+
+    The maps come from an inference copy of ``model`` as it is now (BatchNorm folded, eval
+    statistics; :func:`fcam.models.inference.inference_copy`): make a new function after
+    training it further.
+    """
+    fast = inference_copy(model)
 
     def fn(batch: dict) -> tuple[np.ndarray, torch.Tensor]:
         images = batch["image"].to(device, non_blocking=True)
         with torch.no_grad():
-            out = model(images)
+            out = fast(images)
             fg = torch.softmax(out["seg_logits"].float(), dim=1)[:, 1:2]
             if fg.shape[-1] != eval_size or fg.shape[-2] != eval_size:
                 fg = F.interpolate(fg, size=(eval_size, eval_size), mode="bilinear", align_corners=False)

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from fcam.cams import compute_cams
 from fcam.config import Config, config_from_dict
 from fcam.data import Metadata
 from fcam.engine.checkpoint import load_checkpoint
@@ -20,6 +19,7 @@ from fcam.engine.distributed import DistContext
 from fcam.engine.evaluation import OnBatch, cam_map_fn, evaluate_localization, fcam_map_fn
 from fcam.engine.loaders import eval_loader, train_loader
 from fcam.engine.schedule import Schedule, StepwiseLR
+from fcam.engine.seed_cams import seed_cams
 from fcam.errors import FcamError
 from fcam.losses import DenseCRFLoss, ExtendedLogBarrier, FCAMLoss, SeedSampler, SizeConstraintLoss
 from fcam.models import FCAMModel, WSOLClassifier, build_classifier, build_fcam
@@ -208,12 +208,11 @@ class DecoderTask:
         images = batch["image"].to(self.ctx.device, non_blocking=True)
         labels = batch["label"].to(self.ctx.device, non_blocking=True)
         raw = batch["raw"].to(self.ctx.device, non_blocking=True)
-        classifier = self.model.classifier
-        cams = compute_cams(classifier, images, labels, self.cfg.cam.method, classifier.cam_target_layer,
-                            fc=classifier.fc, size=tuple(images.shape[-2:]),
-                            gradcampp_variant=self.cfg.cam.gradcampp_variant)
-        seeds = self.seeds(cams, generator=self.generator)
+        # One classifier pass: the seeds' CAM comes from the features of the F-CAM forward.
         out = self.net(images)
+        cams = seed_cams(self.model.classifier, images, labels, out["features"], self.cfg.cam.method,
+                         gradcampp_variant=self.cfg.cam.gradcampp_variant)
+        seeds = self.seeds(cams, generator=self.generator)
         terms = self.criterion(out["seg_logits"].float(), raw, seeds)
         return {"loss": terms["total"], **{k: v for k, v in terms.items() if k != "total"}}
 

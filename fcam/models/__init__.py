@@ -19,6 +19,7 @@ _LAZY = {
     "build_classifier": "fcam.models.factory",
     "build_decoder": "fcam.models.factory",
     "build_fcam": "fcam.models.factory",
+    "inference_copy": "fcam.models.inference",
 }
 
 __all__ = ["BACKBONES", "BackboneSpec", "backbone_spec", *_LAZY]

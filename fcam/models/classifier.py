@@ -52,8 +52,15 @@ class WSOLClassifier(nn.Module):
             # Element-wise on the map, then pooled: wsolevaluation drops out the map before
             # its 1x1 class-map conv, which commutes with the pooling.
             top = F.dropout(top, self.encoder.head_dropout, training=True)
-        logits = self.fc(top.mean(dim=(2, 3)))
-        return features, logits
+        return features, self.head(top)
+
+    def head(self, top: torch.Tensor) -> torch.Tensor:
+        """Logits (B, K) of a top map (B, C, h, w): global average pooling, then ``fc``.
+
+        The part of the network past the CAM target layer: gradient CAMs differentiate it
+        alone, from the top map of a forward already run.
+        """
+        return self.fc(top.mean(dim=(2, 3)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x)[1]
