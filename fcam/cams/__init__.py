@@ -8,9 +8,7 @@ The registry imports without torch; the rest is imported on first use (PEP 562),
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from fcam.lazy import lazy_attributes
 from fcam.cams.registry import CAM_METHODS, GRADCAMPP_VARIANTS, CamMethod
 
 _LAZY = {
@@ -26,11 +24,4 @@ _LAZY = {
 __all__ = ["CAM_METHODS", "GRADCAMPP_VARIANTS", "CamMethod", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

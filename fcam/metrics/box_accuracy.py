@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from fcam.errors import FcamError
-from fcam.metrics.counts import checked_counts
+from fcam.metrics.counts import CountsState
 from fcam.metrics.scoremap import check_score_range, gray_levels, score_thresholds
 from fcam.metrics.threshold_boxes import max_ious_per_threshold
 from fcam.protocol import CAM_CURVE_INTERVAL, IOU_THRESHOLDS
@@ -22,7 +22,7 @@ from fcam.protocol import CAM_CURVE_INTERVAL, IOU_THRESHOLDS
 V1_IOU = 50  # MaxBoxAcc and top-1/5 localization use IoU >= 0.5
 
 
-class BoxEvaluator:
+class BoxEvaluator(CountsState):
     """Streaming box metrics over score maps already in the boxes' space (e.g. 224x224, in [0, 1]).
 
     Top-1/top-5 localization (an image counts when its class is right, resp. among the top 5,
@@ -102,22 +102,6 @@ class BoxEvaluator:
             state["num_classified"] += len(hits)
             state["top1_loc"] += (v1_hits & top1[:, None]).sum(axis=0)
             state["top5_loc"] += (v1_hits & top5[:, None]).sum(axis=0)
-
-    def state(self) -> dict[str, np.ndarray]:
-        """Copies of the counts.
-
-        Returns:
-            int64 arrays by name; every entry is additive over disjoint sets of images.
-        """
-        return {key: value.copy() for key, value in self._state.items()}
-
-    def load_state(self, state: dict[str, np.ndarray]) -> None:
-        """Replace the counts, e.g. by the sum of the states of all ranks.
-
-        Args:
-            state: arrays with the keys and shapes that :meth:`state` returns.
-        """
-        self._state = checked_counts(state, self._empty_state())
 
     def compute(self) -> dict:
         """The metrics of every image added so far.

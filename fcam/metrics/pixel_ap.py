@@ -12,14 +12,14 @@ from __future__ import annotations
 import numpy as np
 
 from fcam.errors import FcamError
-from fcam.metrics.counts import checked_counts
+from fcam.metrics.counts import CountsState
 from fcam.metrics.scoremap import check_score_range, score_thresholds
 from fcam.protocol import CAM_CURVE_INTERVAL
 
 FOREGROUND, BACKGROUND = 0, 1  # rows of a per-image histogram
 
 
-class MaskEvaluator:
+class MaskEvaluator(CountsState):
     """Streaming PxAP over score maps in [0, 1] and boolean GT / ignore masks of the same shape."""
 
     def __init__(self, cam_curve_interval: float = CAM_CURVE_INTERVAL) -> None:
@@ -63,22 +63,6 @@ class MaskEvaluator:
         self._state["num_images"] += len(histograms)
         self._state["fg_hist"] += histograms[:, FOREGROUND].sum(axis=0, dtype=np.int64)
         self._state["bg_hist"] += histograms[:, BACKGROUND].sum(axis=0, dtype=np.int64)
-
-    def state(self) -> dict[str, np.ndarray]:
-        """Copies of the histograms.
-
-        Returns:
-            int64 arrays by name; every entry is additive over disjoint sets of images.
-        """
-        return {key: value.copy() for key, value in self._state.items()}
-
-    def load_state(self, state: dict[str, np.ndarray]) -> None:
-        """Replace the histograms, e.g. by the sum of the states of all ranks.
-
-        Args:
-            state: arrays with the keys and shapes that :meth:`state` returns.
-        """
-        self._state = checked_counts(state, self._empty_state())
 
     def compute(self) -> dict:
         """PxAP of every image added so far.

@@ -6,9 +6,7 @@ first use (PEP 562), so ``import fcam.models.registry`` stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from fcam.lazy import lazy_attributes
 from fcam.models.registry import BACKBONES, BackboneSpec, backbone_spec
 
 _LAZY = {
@@ -25,11 +23,4 @@ _LAZY = {
 __all__ = ["BACKBONES", "BackboneSpec", "backbone_spec", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
