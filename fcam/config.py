@@ -108,6 +108,10 @@ class TrainConfig:
     warmup_epochs: float = _opt(0.0, "Linear warmup, per step, from lr / (warmup steps) to lr over this many epochs "
                                 "(fractions allowed; 0: none). Step decays keep their epochs; cosine starts at the "
                                 "warmup's end.", check=_at_least(0))
+    selection: str = _opt("val", "Which epoch becomes best.pt: 'val', the best validation localization (the "
+                          "protocol's rule: MaxBoxAcc on boxes, PxAP on masks), or 'last', the last epoch (for "
+                          "from-scratch runs, whose early, barely trained epochs can localize best by chance).",
+                          ("val", "last"))
     seed: int = _opt(0, "Seed of every random draw (data order, augmentation, init, seeds of F-CAM).")
     amp: bool = _opt(True, "Mixed precision on CUDA (ignored on the CPU).")
     eval_batch_size: int = _opt(64, "Batch size of validation and evaluation passes.")

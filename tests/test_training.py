@@ -54,6 +54,18 @@ def test_resume_equals_uninterrupted_run(synth_root, tmp_path, trained_classifie
            [r["val_MaxBoxAcc"] for r in log_rows(trained_classifier)]
 
 
+def test_model_selection_rules(synth_root, tmp_path, trained_classifier):
+    # 'val' (the protocol's): best.pt is the first epoch with the highest validation MaxBoxAcc.
+    scores = [r["val_MaxBoxAcc"] for r in log_rows(trained_classifier)]
+    assert load_checkpoint(trained_classifier / "best.pt")["epoch"] == scores.index(max(scores))
+    # 'last': best.pt is the last epoch, whatever validated best.
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(synth_root, train={"epochs": 3, "selection": "last"}))
+    assert train_cls(["--config", str(cfg), "--output", str(tmp_path / "r")]) == 0
+    best, last = (load_checkpoint(tmp_path / f"r/{name}.pt") for name in ("best", "last"))
+    assert best["epoch"] == last["epoch"] == 2 and best["best"]["epoch"] == 3
+    assert all(torch.equal(best["task"]["model"][k], v) for k, v in last["task"]["model"].items())
+
+
 def test_output_holding_a_run_needs_resume_or_overwrite(box_config, trained_classifier, tmp_path, capsys):
     run = tmp_path / "copy"
     run.mkdir()

@@ -91,6 +91,7 @@ class ClassifierTask:
                  num_classes: int) -> None:
         self.cfg, self.ctx, self.val_meta = cfg, ctx, val_meta
         self.selection_key = selection_metric(val_meta)
+        self.select_last = cfg.train.selection == "last"
         t = cfg.train
         if t.nesterov and t.momentum <= 0:
             raise FcamError(f"config key 'train.nesterov' is true but train.momentum is {t.momentum:g}: Nesterov needs "
@@ -185,6 +186,7 @@ class DecoderTask:
                  classifier: WSOLClassifier) -> None:
         self.cfg, self.ctx, self.val_meta = cfg, ctx, val_meta
         self.selection_key = selection_metric(val_meta)
+        self.select_last = False  # the decoder is selected on validation localization, as in the paper
         self.model = build_fcam(classifier).to(ctx.device)
         if ctx.is_main:
             print(classifier.summary)
