@@ -4,12 +4,9 @@ claim, at CPU size).
 
 One seed on one machine proves little: another CPU sums floats in another order and trains
 another classifier. So the test trains one classifier and one decoder per seed and asserts what
-held on every one of the runs measured for docs/recipe.md (seeds 0-7, 1 and 2 threads, both
-training pixel backends), with margins well inside that spread:
-
-- masks: F-CAM's PxAP beats the CAM's on every seed by at least ``MIN_MASK_GAIN``;
-- boxes: F-CAM's MaxBoxAcc beats the CAM's on average over the seeds by at least
-  ``MIN_MEAN_BOX_GAIN`` and is never far behind it on one seed (``MAX_BOX_LOSS``).
+held on every run measured for docs/recipe.md §4 (seeds 0-5 with 1 thread; seeds 0-1 with 2
+threads and the PIL training pixels, which change every float sum), with margins inside that
+spread: box gains of +7.5 to +20.0 MaxBoxAcc per seed there, mask gains of +3.6 to +31.8 PxAP.
 """
 
 from __future__ import annotations
@@ -28,9 +25,9 @@ from fcam.data import generate_synthetic
 from conftest import tiny_config
 
 SEEDS = (0, 1, 2)
-MIN_MASK_GAIN = 5.0
-MIN_MEAN_BOX_GAIN = 5.0
-MAX_BOX_LOSS = 10.0
+MIN_BOX_GAIN = 0.0        # on every seed
+MAX_MASK_LOSS = 5.0       # on every seed: never far behind on masks
+MIN_MEAN_GAIN = 5.0       # mean over the seeds, boxes and masks each
 
 
 def _gains(root, data, seed: int) -> dict[str, float]:
@@ -38,7 +35,7 @@ def _gains(root, data, seed: int) -> dict[str, float]:
     # configs/synth.yaml at a smaller scale (docs/recipe.md §4).
     cfg = tiny_config(data, data={"resize_size": 72, "crop_size": 64, "eval_size": 64},
                       train={"epochs": 8, "batch_size": 8, "lr": 0.02, "lr_schedule": "cosine", "warmup_epochs": 1,
-                             "lr_decay_epochs": 6, "selection": "last", "seed": seed},
+                             "selection": "last", "seed": seed},
                       fcam={"epochs": 4, "batch_size": 8, "n_seeds": 10, "bg_fraction": 0.1, "lr": 0.01},
                       eval={"cam_curve_interval": 0.01})
     config = root / f"seed{seed}.yaml"
@@ -67,6 +64,6 @@ def test_fcam_beats_its_cam_on_every_seed(tmp_path):
     gains = {seed: _gains(tmp_path, data, seed) for seed in SEEDS}
     masks = [g["PxAP"] for g in gains.values()]
     boxes = [g["MaxBoxAcc"] for g in gains.values()]
-    assert min(masks) > MIN_MASK_GAIN, gains
-    assert statistics.mean(boxes) > MIN_MEAN_BOX_GAIN, gains
-    assert min(boxes) > -MAX_BOX_LOSS, gains
+    assert min(boxes) > MIN_BOX_GAIN, gains
+    assert min(masks) > -MAX_MASK_LOSS, gains
+    assert statistics.mean(boxes) > MIN_MEAN_GAIN and statistics.mean(masks) > MIN_MEAN_GAIN, gains

@@ -178,7 +178,7 @@ def load_fcam(path: str, device: torch.device) -> tuple[FCAMModel, Config]:
 
 class DecoderTask:
     """F-CAM: the U-Net decoder trained on a frozen classifier from CAM seeds, the dense CRF
-    loss and the absolute size constraint (SPEC §7, Eq. 3 of the paper)."""
+    loss and the absolute size constraint (Eq. 3 of the paper; docs/method.md §2-6)."""
 
     kind = "fcam"
 
