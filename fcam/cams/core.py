@@ -77,11 +77,7 @@ def explain(
 
 
 def compute_cams(
-    model: nn.Module,
-    images: Tensor,
-    targets: Tensor | None,
-    method: str,
-    target_layer: nn.Module,
+    model: nn.Module, images: Tensor, targets: Tensor | None, method: str, target_layer: nn.Module,
     fc: nn.Linear | None = None,
     size: tuple[int, int] | None = None,
     interpolation: str = "bilinear",
