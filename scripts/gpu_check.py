@@ -406,7 +406,7 @@ def command_args(s: Settings, data: Path) -> list[str]:
     return ["--config", str(REPO / "configs" / "synth.yaml"), "--set",
             f"data.root={data / 'images'}", f"data.metadata_root={data / 'metadata'}",
             f"data.mask_root={data / 'masks'}", f"device={s.device.type}", "train.amp=true",
-            "train.epochs=1", "fcam.epochs=1", *s.train_overrides]
+            "train.epochs=1", "train.warmup_epochs=0", "fcam.epochs=1", *s.train_overrides]
 
 
 def logged_losses(run: Path) -> dict[str, float]:

@@ -42,7 +42,7 @@ class Task(Protocol):
     kind: str                     # checkpoint kind: 'classifier' or 'fcam'
     model: torch.nn.Module        # the unwrapped model (DDP wraps it for training steps only)
     selection_key: str            # validation metric to maximize (MaxBoxAcc or PxAP)
-    select_last: bool             # best.pt is the last epoch instead of the best-validating one
+    select_last: bool             # optional: best.pt is the last epoch, not the best-validating one
     optimizer: torch.optim.Optimizer
     train_loader: DataLoader
 
@@ -175,7 +175,7 @@ def fit(task: Task, ctx: DistContext, run_dir: Path, cfg: Config, epochs: int,
             metrics = task.validate(examples)
             task.end_epoch()
             score = float(metrics[task.selection_key])
-            improved = task.select_last or best is None or score > best["score"]
+            improved = getattr(task, "select_last", False) or best is None or score > best["score"]
             row = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in train_stats.items()}, **lrs,
                    **{f"val_{k}": v for k, v in scalar_metrics(metrics).items()},
                    "seconds": round(time.time() - started, 2)}
