@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -185,6 +186,9 @@ def _coerce(value: Any, kind: type, key: str, source: str) -> Any:
     elif kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads exponents without a dot (6e-9, 1e5) as strings.
+            value = _float_or_str(value)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
     elif kind is str:
@@ -195,6 +199,14 @@ def _coerce(value: Any, kind: type, key: str, source: str) -> Any:
     if not ok:
         raise FcamError(f"{source}: config key '{key}' expects {kind.__name__}, got {value!r}")
     return value
+
+
+def _float_or_str(text: str) -> float | str:
+    """``text`` as a float when it spells a decimal number (``6e-9``), else unchanged."""
+    try:
+        return float(text) if re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text.strip()) else text
+    except ValueError:
+        return text
 
 
 def _fill(obj: Any, values: dict, prefix: str, source: str) -> None:

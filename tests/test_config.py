@@ -31,6 +31,14 @@ def test_int_accepted_for_float_but_not_the_reverse(tmp_path):
         load_config(None, ["train.epochs=2.5"])
 
 
+def test_exponent_without_a_dot_is_a_float(tmp_path):
+    # YAML 1.1 reads 6e-9 as a string; a float key takes it as the number it spells.
+    assert load_config(None, ["fcam.crf_weight=6e-9"]).fcam.crf_weight == 6e-9
+    assert load_config(write(tmp_path, "train:\n  lr: 1E-2\n")).train.lr == 0.01
+    with pytest.raises(FcamError, match="'train.lr' expects float, got '6e-9x'"):
+        load_config(None, ["train.lr=6e-9x"])
+
+
 @pytest.mark.parametrize("text, match", [
     ("train:\n  lrr: 0.1\n", "unknown config key 'train.lrr'"),
     ("bogus: 1\n", "unknown config key 'bogus'"),

@@ -1,5 +1,5 @@
-"""The decoder's seed CAMs come from the F-CAM forward's classifier pass: same maps as
-compute_cams, one classifier forward per training step."""
+"""The decoder's seed CAMs come from the F-CAM forward's classifier pass
+(fcam.cams.explain_top_map): same maps as compute_cams, one classifier forward per training step."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import pytest
 import torch
 import yaml
 
-from fcam.cams import compute_cams
+from fcam.cams import CamOptions, compute_cams, explain, explain_top_map
+from fcam.cams.registry import CAM_METHODS, TOP_MAP_CAM_METHODS
 from fcam.config import config_from_dict
 from fcam.engine.distributed import DistContext
 from fcam.engine.loaders import split_metadata
-from fcam.engine.seed_cams import TOP_MAP_METHODS, cams_from_top_map, seed_cams
+from fcam.engine.seed_cams import seed_cams
 from fcam.engine.tasks import DecoderTask
 from fcam.errors import FcamError
 from fcam.models import build_classifier, build_fcam
@@ -30,7 +31,17 @@ def fcam_model():
     return build_fcam(classifier).eval()
 
 
-@pytest.mark.parametrize("method, variant", [(m, "paper") for m in TOP_MAP_METHODS] + [("gradcampp", "torchcam")])
+def cams_from_top_map(classifier, top, targets, method, gradcampp_variant="paper"):
+    options = CamOptions(gradcampp_variant=gradcampp_variant)
+    return explain_top_map(top, classifier.head, targets, method, fc=classifier.fc, options=options).maps
+
+
+def test_top_map_methods_are_the_registry_flags() -> None:
+    assert TOP_MAP_CAM_METHODS == ("cam", "gradcam", "gradcampp", "xgradcam", "layercam")
+    assert all(CAM_METHODS[m].top_map for m in TOP_MAP_CAM_METHODS)
+
+
+@pytest.mark.parametrize("method, variant", [(m, "paper") for m in TOP_MAP_CAM_METHODS] + [("gradcampp", "torchcam")])
 def test_top_map_cams_equal_compute_cams(fcam_model, method: str, variant: str) -> None:
     images = torch.randn(4, 3, 64, 56, generator=torch.Generator().manual_seed(1))
     labels = torch.tensor([0, 3, 4, 1])
@@ -64,10 +75,24 @@ def test_top_map_from_inference_mode(fcam_model) -> None:
     torch.testing.assert_close(cams, expected)
 
 
-def test_top_map_refuses_methods_needing_a_forward(fcam_model) -> None:
+def test_top_map_result_has_the_logits_and_predicted_targets(fcam_model) -> None:
+    classifier = fcam_model.classifier
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        top = fcam_model(images)["features"][-1]
+    ours = explain_top_map(top, classifier.head, None, "gradcam", options=CamOptions(size=(32, 32)))
+    reference = explain(classifier, images, None, "gradcam", classifier.cam_target_layer,
+                        options=CamOptions(size=(32, 32)))
+    torch.testing.assert_close(ours.logits, reference.logits, atol=1e-5, rtol=1e-5)
+    assert torch.equal(ours.targets, reference.targets)
+    torch.testing.assert_close(ours.maps, reference.maps, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["smoothgradcampp", "scorecam"])
+def test_top_map_refuses_methods_needing_a_forward(fcam_model, method: str) -> None:
     top = torch.rand(1, 512, 2, 2)
     with pytest.raises(FcamError, match="needs its own forward"):
-        cams_from_top_map(fcam_model.classifier, top, torch.tensor([0]), "smoothgradcampp")
+        cams_from_top_map(fcam_model.classifier, top, torch.tensor([0]), method)
     with pytest.raises(FcamError, match="gradcampp_variant"):
         cams_from_top_map(fcam_model.classifier, top, torch.tensor([0]), "gradcampp", gradcampp_variant="x")
 

@@ -16,6 +16,7 @@ _LAZY = {
     "CamResult": "fcam.cams.types",
     "compute_cams": "fcam.cams.core",
     "explain": "fcam.cams.core",
+    "explain_top_map": "fcam.cams.core",
     "minmax_normalize": "fcam.cams.normalize",
     "swin_reshape": "fcam.cams.reshape",
     "vit_reshape": "fcam.cams.reshape",

@@ -7,14 +7,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from fcam.cams.job import CamJob
+from fcam.cams.job import CamJob, TopMapJob
 from fcam.cams.normalize import minmax_normalize
-from fcam.cams.registry import CAM_METHODS, cam_method
+from fcam.cams.registry import CAM_METHODS, TOP_MAP_CAM_METHODS, cam_method
 from fcam.cams.types import CamOptions, CamResult
 from fcam.errors import FcamError
 from fcam.interpolation import resize_maps
 
-__all__ = ["CAM_METHODS", "compute_cams", "explain"]
+__all__ = ["CAM_METHODS", "compute_cams", "explain", "explain_top_map"]
 
 
 def explain(
@@ -69,11 +69,48 @@ def explain(
         )
     # Outside inference mode, so that the gradients exist even when the caller is in it.
     with torch.inference_mode(False):
-        job = CamJob(model, images, targets, target_layer, fc, options)
-        maps = run(job).detach()
-        if options.size is not None:
-            maps = resize_maps(maps, options.size, options.interpolation)
-        return CamResult(minmax_normalize(maps), job.logits, job.targets)
+        return _run(run, CamJob(model, images, targets, target_layer, fc, options))
+
+
+def explain_top_map(
+    top: Tensor,
+    head: Callable[[Tensor], Tensor],
+    targets: Tensor | None,
+    method: str,
+    fc: nn.Linear | None = None,
+    options: CamOptions | None = None,
+) -> CamResult:
+    """:func:`explain` for a batch whose target-layer output is already computed.
+
+    Args:
+        top: the target layer's output A (B,K,h,w) for the batch (e.g. from a training forward).
+        head: the rest of the model, A to logits (B,C); the gradient methods differentiate it only.
+        targets, fc, options: as in :func:`explain` (the options about inputs, ``n_samples``,
+            ``noise_std``, ``generator``, ``scorecam_batch``, do not apply).
+        method: a method of :data:`fcam.cams.registry.TOP_MAP_CAM_METHODS` (CAM and the one-pass
+            gradient methods); the others need forward passes of their own and raise FcamError.
+
+    Returns:
+        :class:`CamResult`, the same maps as :func:`explain` on the images that gave ``top``.
+    """
+    options = CamOptions() if options is None else options
+    run = cam_method(method)
+    if method not in TOP_MAP_CAM_METHODS:
+        raise FcamError(f"CAM method {method!r} needs its own forward passes; a computed top map serves "
+                        f"{', '.join(TOP_MAP_CAM_METHODS)}")
+    if top.ndim != 4 or top.shape[0] == 0 or not top.is_floating_point():
+        raise FcamError(f"top must be a non-empty float tensor (B,K,h,w), got {top.dtype} {tuple(top.shape)}")
+    with torch.inference_mode(False):
+        return _run(run, TopMapJob(top, head, targets, fc, options))
+
+
+def _run(run: Callable[[CamJob], Tensor], job: CamJob) -> CamResult:
+    """A method's raw maps for ``job``, resized (``options.size``) then min-max normalized."""
+    options = job.options
+    maps = run(job).detach()
+    if options.size is not None:
+        maps = resize_maps(maps, options.size, options.interpolation)
+    return CamResult(minmax_normalize(maps), job.logits, job.targets)
 
 
 def compute_cams(

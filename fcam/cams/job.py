@@ -88,6 +88,43 @@ class CamJob:
         return maps
 
 
+class TopMapJob(CamJob):
+    """A batch whose target-layer output is already known: the methods flagged ``top_map`` in
+    :data:`fcam.cams.registry.CAM_METHODS` run on it without another forward pass.
+
+    ``top`` (B,K,h,w) is the target layer's output and ``head`` the rest of the model (top map
+    to logits). Gradients flow through ``head`` only, from a detached copy of ``top``: nothing
+    before the target layer is run again or differentiated, and no parameter gets a gradient.
+    """
+
+    def __init__(self, top: Tensor, head, targets: Tensor | None, fc: nn.Linear | None,
+                 options: CamOptions) -> None:
+        super().__init__(head, top, targets, target_layer=None, fc=fc, options=options)
+
+    def activations(self) -> Tensor:
+        with torch.no_grad():
+            self._score(self.images.detach())
+        return self.images.detach().float()
+
+    def gradients(self, inputs: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if inputs is not None:
+            raise ValueError("a TopMapJob has no model input to perturb: run the method on a CamJob")
+        with torch.inference_mode(False), torch.enable_grad():
+            # A map made under inference_mode cannot require grad: a normal copy of it can.
+            top = self.images
+            leaf = (top.clone() if top.is_inference() else top.detach()).requires_grad_()
+            score = self._score(leaf).gather(1, self.targets[:, None]).sum()
+            (grads,) = torch.autograd.grad(score, leaf)
+        return leaf.detach().float(), grads.float()
+
+    def _score(self, top: Tensor) -> Tensor:
+        """The head's logits of ``top``; sets the job's logits and targets."""
+        logits = self.model(top)
+        self.logits = logits.detach()
+        self.targets = _resolve_targets(self.requested_targets, self.logits)
+        return logits
+
+
 def _resolve_targets(targets: Tensor | None, logits: Tensor) -> Tensor:
     """Per-image target classes on the logits' device: the given ones, checked, or the argmax."""
     if targets is None:

@@ -22,29 +22,36 @@ from fcam.errors import FcamError
 
 @dataclass(frozen=True)
 class CamMethod:
-    """Where a method's function is, and whether it costs one forward pass per channel.
+    """Where a method's function is, and which passes it needs.
 
     ``entry`` is ``"module:function"``; ``per_channel`` marks methods that run one forward
     pass per channel of the target layer and image (Score-CAM): scripts that loop over every
-    method (demo, benchmarks, device checks) leave them out by default.
+    method (demo, benchmarks, device checks) leave them out by default. ``top_map`` marks
+    methods that need only the target layer's output and, through the rest of the model, its
+    gradient: they also run on a :class:`fcam.cams.job.TopMapJob` (the F-CAM decoder's seeds
+    reuse the training forward's top map that way).
     """
 
     entry: str
     per_channel: bool = False
+    top_map: bool = False
 
 
 CAM_METHODS: dict[str, CamMethod] = {
-    "cam": CamMethod("fcam.cams.runners:cam"),
-    "gradcam": CamMethod("fcam.cams.runners:gradcam"),
-    "gradcampp": CamMethod("fcam.cams.runners:gradcampp"),
+    "cam": CamMethod("fcam.cams.runners:cam", top_map=True),
+    "gradcam": CamMethod("fcam.cams.runners:gradcam", top_map=True),
+    "gradcampp": CamMethod("fcam.cams.runners:gradcampp", top_map=True),
     "smoothgradcampp": CamMethod("fcam.cams.runners:smoothgradcampp"),
-    "xgradcam": CamMethod("fcam.cams.runners:xgradcam"),
-    "layercam": CamMethod("fcam.cams.runners:layercam"),
+    "xgradcam": CamMethod("fcam.cams.runners:xgradcam", top_map=True),
+    "layercam": CamMethod("fcam.cams.runners:layercam", top_map=True),
     "scorecam": CamMethod("fcam.cams.scorecam:scorecam", per_channel=True),
 }
 
 # The methods costing one forward (and one backward) pass per batch.
 ONE_PASS_CAM_METHODS: tuple[str, ...] = tuple(name for name, m in CAM_METHODS.items() if not m.per_channel)
+
+# The methods computed from a known top map (no forward pass of their own).
+TOP_MAP_CAM_METHODS: tuple[str, ...] = tuple(name for name, m in CAM_METHODS.items() if m.top_map)
 
 # GradCAM++ (and Smooth-GradCAM++) formulas: "paper" is Chattopadhay et al.'s alpha;
 # "fcam-wsol" is what sbelharbi/fcam-wsol and torchcam compute (see fcam.cams.methods).
