@@ -125,6 +125,9 @@ class EvalConfig:
     num_workers: int = _opt(-1, "Processes per rank scoring maps during evaluation, started once per run; "
                             "-1: this process's CPUs (affinity) divided by the ranks on the machine; "
                             "0 or 1: in the main process.")
+    mask_cache: str = _opt("", "Directory caching the ground-truth masks at eval_size (mask data): decoded "
+                           "once, read back while their PNGs keep their size and modification time; "
+                           "'' decodes the PNGs at every evaluation.")
 
 
 @dataclass
@@ -320,7 +323,7 @@ TRAIN_DECODER = CommandKeys("fcam-train-decoder", "fcam", "fcam.epochs", ignored
                             reads_anyway=("train.seed", "train.amp", "train.eval_batch_size"))
 
 # Keys a resumed run may change besides its epochs: they do not alter what is computed.
-RESUME_SAFE = ("data.num_workers", "log")
+RESUME_SAFE = ("data.num_workers", "eval.mask_cache", "log")
 
 
 def value_of(cfg: Config, key: str) -> Any:

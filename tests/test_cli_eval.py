@@ -71,6 +71,26 @@ def test_mask_maps_equal_reference(synth_root, tmp_path, capsys):
     assert json.loads((tmp_path / "out/metrics.json").read_text())["PxAP"] == expected
 
 
+def test_mask_cache_gives_the_same_pxap_and_fills_once(synth_root, tmp_path, capsys):
+    meta = load_metadata(synth_root / "metadata", "OpenImages", "test")
+    write_maps(tmp_path / "maps", meta, np.random.default_rng(2))
+    args = ["--scoremap-root", str(tmp_path / "maps"), "--metadata-root", str(synth_root / "metadata"),
+            "--mask-root", str(synth_root / "masks"), "--dataset", "OpenImages", "--split", "test",
+            "--eval-size", str(SIZE), "--num-workers", "0"]
+    results = []
+    for name, extra in (("plain", []), ("cold", ["--mask-cache", str(tmp_path / "cache")]),
+                        ("warm", ["--mask-cache", str(tmp_path / "cache")])):
+        code, _, err = run([*args, *extra, "--output", str(tmp_path / name)], capsys)
+        assert code == 0, err
+        results.append(json.loads((tmp_path / name / "metrics.json").read_text())["PxAP"])
+        if name == "cold":
+            entries = sorted((tmp_path / "cache").rglob("*.bin"))
+            assert len(entries) == len(meta.image_ids)
+            times = [p.stat().st_mtime_ns for p in entries]
+    assert results[0] == results[1] == results[2]
+    assert [p.stat().st_mtime_ns for p in entries] == times  # the warm run rewrote nothing
+
+
 def test_other_sizes_resized_and_out_of_range_needs_normalize(synth_root, tmp_path, capsys):
     meta = load_metadata(synth_root / "metadata", "CUB", "test")
     write_maps(tmp_path / "maps", meta, np.random.default_rng(2), size=16)

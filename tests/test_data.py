@@ -15,7 +15,8 @@ import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import DataLoader, default_collate
 
-from fcam.data import DATASETS, WSOLDataset, load_gt_mask, load_metadata
+from fcam.data import DATASETS, MaskCache, WSOLDataset, load_gt_mask, load_metadata
+from fcam.data import masks as masks_module
 from fcam.data.dataset import BACKENDS, read_image
 from fcam.data.transforms import IMAGENET_MEAN, IMAGENET_STD, complete_batch, resize_square
 from fcam.engine.loaders import UInt8Loader, resolve_num_workers
@@ -253,6 +254,49 @@ def test_gt_mask_of_any_dataset_is_read_under_its_name(tmp_path):
     np.testing.assert_array_equal(mask, pixels > 0)
     with pytest.raises(FcamError, match=str(tmp_path / "OpenImages" / "v/m.png")):
         load_gt_mask(tmp_path, ["v/m.png"], None, size=6)  # OpenImages stays the default
+
+
+def test_mask_cache_serves_the_decoded_masks_until_a_png_changes(tmp_path, monkeypatch):
+    rng = np.random.default_rng(5)
+    pixels = {name: rng.choice([0, 255], size=(9, 7)).astype(np.uint8) for name in ("m0.png", "m1.png", "ign.png")}
+    for name, values in pixels.items():
+        write_gray(tmp_path / "OpenImages" / name, values)
+    cache = MaskCache(tmp_path / "cache", 12)
+    cases = [(["m0.png", "m1.png"], "ign.png"), (["m0.png", "m1.png", "ign.png"], None), (["m0.png"], "m1.png")]
+    decoded = [load_gt_mask(tmp_path, paths, ignore, size=12) for paths, ignore in cases]
+    for (paths, ignore), expected in zip(cases, decoded):
+        stored = load_gt_mask(tmp_path, paths, ignore, size=12, cache=cache)
+        assert all(np.array_equal(a, b) for a, b in zip(stored, expected))
+    assert len(list((tmp_path / "cache" / "12").rglob("*.bin"))) == len(cases)  # same files, other roles: 3 entries
+
+    # Served from the cache: no PNG is decoded any more.
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded a PNG that is cached")
+
+    monkeypatch.setattr(masks_module.cv2, "imread", no_decoding)
+    for (paths, ignore), expected in zip(cases, decoded):
+        cached = load_gt_mask(tmp_path, paths, ignore, size=12, cache=cache)
+        assert all(np.array_equal(a, b) and a.dtype == bool and a.shape == (12, 12) for a, b in zip(cached, expected))
+    monkeypatch.undo()
+
+    # A rewritten PNG (other size and time) is decoded again, and the entry replaced.
+    write_gray(tmp_path / "OpenImages" / "m1.png", np.full((9, 7), 255))
+    stat = (tmp_path / "OpenImages" / "m1.png").stat()
+    os.utime(tmp_path / "OpenImages" / "m1.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    fresh = load_gt_mask(tmp_path, ["m0.png", "m1.png"], "ign.png", size=12, cache=cache)
+    assert fresh[0].all() and not fresh[1].any()
+    monkeypatch.setattr(masks_module.cv2, "imread", no_decoding)
+    again = load_gt_mask(tmp_path, ["m0.png", "m1.png"], "ign.png", size=12, cache=cache)
+    assert all(np.array_equal(a, b) for a, b in zip(again, fresh))
+    with pytest.raises(ValueError, match="size 12"):
+        load_gt_mask(tmp_path, ["m0.png"], None, size=8, cache=cache)
+
+
+def test_mask_cache_directory_errors_are_named(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(FcamError, match="mask cache: cannot create"):
+        MaskCache(blocker / "cache", 8)
 
 
 def test_gt_mask_missing_file_is_named(tmp_path):

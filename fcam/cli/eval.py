@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     saved.add_argument("--dataset", help=f"dataset folder under --metadata-root: {', '.join(DATASETS)} or any other")
     saved.add_argument("--eval-size", type=int, default=EVAL_SIZE,
                        help=f"size at which maps are scored (default {EVAL_SIZE})")
+    saved.add_argument("--mask-cache", metavar="DIR",
+                       help="directory keeping the decoded ground-truth masks for later evaluations (mask data; "
+                            "an entry is used while its PNGs are unchanged); with a model, set eval.mask_cache")
     saved.add_argument("--normalize", action="store_true", help="min-max normalize maps that are outside [0,1]")
     saved.add_argument("--num-workers", type=int, default=-1,
                        help="processes reading and scoring the maps (default -1: one per CPU of this process; "
@@ -69,7 +72,8 @@ def eval_saved(args: argparse.Namespace) -> int:
 
     metadata = load_metadata(args.metadata_root, args.dataset, args.split)
     metrics = evaluate_saved_maps(args.scoremap_root, metadata, args.mask_root, args.eval_size,
-                                  args.cam_curve_interval or CAM_CURVE_INTERVAL, args.normalize, num_workers=args.num_workers)
+                                  args.cam_curve_interval or CAM_CURVE_INTERVAL, args.normalize, num_workers=args.num_workers,
+                                  mask_cache=args.mask_cache)
     provenance = {"method": None, "dataset": args.dataset, "split": args.split,
                   "scoremap_root": str(Path(args.scoremap_root).resolve()), "config": None}
     scalars = write_report(metrics, args.output, title=f"{args.dataset} {args.split}", provenance=provenance)

@@ -14,11 +14,12 @@ from fcam.data.metadata import DATASETS, Metadata, load_metadata
 _LAZY = {
     "WSOLDataset": "fcam.data.dataset",
     "load_gt_mask": "fcam.data.masks",
+    "MaskCache": "fcam.data.mask_cache",
     "generate_synthetic": "fcam.data.synthetic",
     "prepare_dataset": "fcam.data.prepare",
 }
 
-__all__ = ["DATASETS", "Metadata", "WSOLDataset", "generate_synthetic", "load_gt_mask", "load_metadata",
+__all__ = ["DATASETS", "MaskCache", "Metadata", "WSOLDataset", "generate_synthetic", "load_gt_mask", "load_metadata",
            "prepare_dataset"]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fcam.data.mask_cache import MaskCache
 from fcam.errors import FcamError
 
 
@@ -22,7 +23,7 @@ def _read_mask(path: Path, size: int) -> np.ndarray:
 
 def load_gt_mask(
     mask_root: str | Path, mask_paths: list[str], ignore_path: str | None, size: int = 224,
-    dataset: str = "OpenImages",
+    dataset: str = "OpenImages", cache: MaskCache | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Foreground and ignore masks, both boolean ``(size, size)``.
 
@@ -30,14 +31,23 @@ def load_gt_mask(
     ``<mask_root>/OpenImages/``). Foreground is the union over instances of ``mask > 0.5`` on
     the 0..255 grey levels (any non-zero pixel, as the reference does); ignored pixels are
     those of the ignore mask that are not foreground. Without an ignore path nothing is ignored.
+    With a ``cache`` (of this ``size``), masks decoded once are read back from it while their
+    PNGs are unchanged.
     """
     folder = Path(mask_root) / dataset
     if not mask_paths:
         raise FcamError(f"no instance mask given under {folder}")
+    instances = [folder / mask_path for mask_path in mask_paths]
+    ignore_file = folder / ignore_path if ignore_path is not None else None
+    if cache is not None:
+        if cache.size != size:
+            raise ValueError(f"a mask cache of size {cache.size} cannot serve masks of size {size}")
+        if (cached := cache.get(instances, ignore_file)) is not None:
+            return cached
     foreground = np.zeros((size, size), dtype=bool)
-    for mask_path in mask_paths:
-        foreground |= _read_mask(folder / mask_path, size)
-    if ignore_path is None:
-        return foreground, np.zeros_like(foreground)
-    ignore = _read_mask(folder / ignore_path, size) & ~foreground
+    for path in instances:
+        foreground |= _read_mask(path, size)
+    ignore = np.zeros_like(foreground) if ignore_file is None else _read_mask(ignore_file, size) & ~foreground
+    if cache is not None:
+        cache.put(instances, ignore_file, (foreground, ignore))
     return foreground, ignore

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from torch.utils.data.distributed import DistributedSampler
 
 from fcam.config import Config
-from fcam.data import Metadata, WSOLDataset, load_gt_mask, load_metadata
+from fcam.data import MaskCache, Metadata, WSOLDataset, load_gt_mask, load_metadata
 from fcam.data.transforms import complete_batch
 from fcam.engine.distributed import DistContext
 from fcam.errors import FcamError
@@ -124,29 +124,33 @@ class EvalItems(Dataset):
     the boxes' index into the metadata, or the protocol's mask and ignore mask (read in the
     loader's workers, not on the main process)."""
 
-    def __init__(self, dataset: WSOLDataset, metadata: Metadata, mask_root: str, eval_size: int) -> None:
+    def __init__(self, dataset: WSOLDataset, metadata: Metadata, mask_root: str, eval_size: int,
+                 mask_cache: str = "") -> None:
         self.dataset = dataset
         self.metadata = metadata
         self.mask_root = mask_root
         self.eval_size = eval_size
+        self.mask_cache = MaskCache(mask_cache, eval_size) if mask_cache and metadata.kind == "mask" else None
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
         item = self.dataset[index]
-        return {**item, **mask_targets(self.metadata, item["image_id"], self.mask_root, self.eval_size)}
+        return {**item, **mask_targets(self.metadata, item["image_id"], self.mask_root, self.eval_size,
+                                       self.mask_cache)}
 
 
-def mask_targets(metadata: Metadata, image_id: str, mask_root: str | Path | None, size: int) -> dict:
+def mask_targets(metadata: Metadata, image_id: str, mask_root: str | Path | None, size: int,
+                 cache: MaskCache | None = None) -> dict:
     """``gt_mask`` and ``ignore_mask`` tensors of an image at the evaluation size (mask data,
-    read from ``<mask_root>/<dataset>/``), or nothing (box data). A split without ground truth
-    is an error."""
+    read from ``<mask_root>/<dataset>/`` or ``cache``), or nothing (box data). A split without
+    ground truth is an error."""
     metadata.require_ground_truth()
     if metadata.kind != "mask":
         return {}
     paths, ignore = metadata.masks[image_id]
-    mask, ignored = load_gt_mask(mask_root, paths, ignore, size, dataset=metadata.dataset)
+    mask, ignored = load_gt_mask(mask_root, paths, ignore, size, dataset=metadata.dataset, cache=cache)
     return {"gt_mask": torch.from_numpy(mask), "ignore_mask": torch.from_numpy(ignored)}
 
 
@@ -179,7 +183,7 @@ def eval_loader(cfg: Config, metadata: Metadata, ctx: DistContext, classes: int 
     metadata.require_ground_truth()
     dataset = WSOLDataset(image_root(cfg), metadata, train=False, resize_size=cfg.data.resize_size,
                           crop_size=cfg.data.crop_size, num_classes=classes, uint8=True)
-    items = EvalItems(dataset, metadata, cfg.data.mask_root, cfg.data.eval_size)
+    items = EvalItems(dataset, metadata, cfg.data.mask_root, cfg.data.eval_size, cfg.eval.mask_cache)
     sampler = ShardSampler(len(items), ctx.rank, ctx.world_size)
     # Completed on the CPU: figures read evaluation batches' images with .numpy().
     return UInt8Loader(items, batch_size=cfg.train.eval_batch_size, sampler=sampler,

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fcam.data import Metadata, load_gt_mask
+from fcam.data import MaskCache, Metadata, load_gt_mask
 from fcam.engine.scoring import AUTO, ScoringPool, resolve_num_workers
 from fcam.errors import FcamError
 from fcam.metrics import BoxEvaluator, MaskEvaluator, box_hits_from_levels, gray_levels, pixel_histograms
@@ -79,25 +79,31 @@ def score_saved_boxes(maps: SavedMaps, image_ids: list[str], gt_boxes: list[np.n
 
 
 def score_saved_masks(maps: SavedMaps, image_ids: list[str], masks: list[tuple[list[str], str | None]],
-                      mask_root: str | Path, dataset: str, edges: np.ndarray) -> np.ndarray:
+                      mask_root: str | Path, dataset: str, edges: np.ndarray,
+                      mask_cache: str | Path | None = None) -> np.ndarray:
     """Per-image PxAP histograms (:func:`fcam.metrics.pixel_histograms`) of a chunk of saved maps,
-    the masks read from ``<mask_root>/<dataset>/``; runs in a worker."""
+    the masks read from ``<mask_root>/<dataset>/`` (or from ``mask_cache``, a
+    :class:`fcam.data.MaskCache` directory); runs in a worker."""
+    cache = MaskCache(mask_cache, maps.eval_size) if mask_cache else None
     histograms = []
     for image_id, (paths, ignore_path) in zip(image_ids, masks):
         scoremap = maps.load(image_id)
-        foreground, ignore = load_gt_mask(mask_root, paths, ignore_path, maps.eval_size, dataset=dataset)
+        foreground, ignore = load_gt_mask(mask_root, paths, ignore_path, maps.eval_size, dataset=dataset,
+                                          cache=cache)
         histograms.append(pixel_histograms(scoremap[None], foreground[None], ignore[None], edges)[0])
     return np.stack(histograms)
 
 
 def evaluate_saved_maps(scoremap_root: str | Path, metadata: Metadata, mask_root: str | Path | None = None,
                         eval_size: int = EVAL_SIZE, cam_curve_interval: float = CAM_CURVE_INTERVAL, normalize: bool = False,
-                        batch_size: int = 32, num_workers: int = AUTO, progress: bool = True) -> dict:
+                        batch_size: int = 32, num_workers: int = AUTO, progress: bool = True,
+                        mask_cache: str | Path | None = None) -> dict:
     """MaxBoxAcc/MaxBoxAccV2 (box data) or PxAP (mask data) of the saved maps, in percent.
 
     ``batch_size`` maps make one job of a worker; ``num_workers`` processes score them
     (:data:`AUTO`: one per CPU of this process, fewer when there are too few maps to pay for
-    starting them, see :data:`MIN_MAPS_PER_WORKER`; 0 or 1: in this process).
+    starting them, see :data:`MIN_MAPS_PER_WORKER`; 0 or 1: in this process). ``mask_cache``:
+    a directory keeping the decoded masks for the next evaluations (:class:`fcam.data.MaskCache`).
     """
     metadata.require_ground_truth()
     maps = SavedMaps(Path(scoremap_root), eval_size, normalize)
@@ -123,7 +129,7 @@ def evaluate_saved_maps(scoremap_root: str | Path, metadata: Metadata, mask_root
             for chunk in chunks:
                 masks = [metadata.masks[image_id] for image_id in ids[chunk]]
                 pool.submit(_adder(evaluator.add_histograms, bar), score_saved_masks, maps, ids[chunk], masks,
-                            mask_root, metadata.dataset, evaluator.edges)
+                            mask_root, metadata.dataset, evaluator.edges, mask_cache)
     bar.close()
     return evaluator.compute()
 
