@@ -130,3 +130,14 @@ def test_eval_of_trained_models_writes_reports_and_figures(trained_classifier, t
     again = json.loads((tmp_path / "again/metrics.json").read_text())
     first = json.loads((out / "fcam/metrics.json").read_text())
     assert again["MaxBoxAcc"] == first["MaxBoxAcc"] and again["MaxBoxAccV2"] == first["MaxBoxAccV2"]
+
+
+def test_eval_with_a_mask_cache_gives_the_same_pxap(trained_classifier, tmp_path):
+    cache = tmp_path / "cache"
+    base = ["--checkpoint", str(trained_classifier / "best.pt"), "--method", "cam", "--split", "test"]
+    scores = []
+    for name, extra in (("plain", []), ("cold", [f"eval.mask_cache={cache}"]), ("warm", [f"eval.mask_cache={cache}"])):
+        assert eval_main([*base, "--output", str(tmp_path / name), "--set", "data.dataset=OpenImages", *extra]) == 0
+        scores.append(json.loads((tmp_path / name / "metrics.json").read_text())["PxAP"])
+    assert scores[0] == scores[1] == scores[2]
+    assert len(list(cache.rglob("*.bin"))) == 9  # one entry per test image
