@@ -89,6 +89,11 @@ def test_mask_cache_gives_the_same_pxap_and_fills_once(synth_root, tmp_path, cap
             times = [p.stat().st_mtime_ns for p in entries]
     assert results[0] == results[1] == results[2]
     assert [p.stat().st_mtime_ns for p in entries] == times  # the warm run rewrote nothing
+    write_maps(tmp_path / "box_maps", load_metadata(synth_root / "metadata", "CUB", "test"), np.random.default_rng(3))
+    box_args = [a.replace("OpenImages", "CUB").replace(str(tmp_path / "maps"), str(tmp_path / "box_maps")) for a in args]
+    code, _, err = run([*box_args, "--mask-cache", str(tmp_path / "cache"), "--output", str(tmp_path / "box")], capsys)
+    assert code == 0, err
+    assert "--mask-cache is ignored: CUB has box annotations" in err
 
 
 def test_other_sizes_resized_and_out_of_range_needs_normalize(synth_root, tmp_path, capsys):

@@ -71,6 +71,8 @@ def eval_saved(args: argparse.Namespace) -> int:
     from fcam.engine.saved_maps import evaluate_saved_maps
 
     metadata = load_metadata(args.metadata_root, args.dataset, args.split)
+    if args.mask_cache and metadata.kind != "mask":
+        print(f"warning: --mask-cache is ignored: {args.dataset} has box annotations", file=sys.stderr)
     metrics = evaluate_saved_maps(args.scoremap_root, metadata, args.mask_root, args.eval_size,
                                   args.cam_curve_interval or CAM_CURVE_INTERVAL, args.normalize, num_workers=args.num_workers,
                                   mask_cache=args.mask_cache)
