@@ -94,7 +94,7 @@ class NaNTask:
     def set_epoch(self, epoch):
         self.epoch, self.step = epoch, 0
 
-    def end_epoch(self):
+    def end_epoch(self, train_stats):
         pass
 
     def validate(self, on_batch=None):

@@ -111,7 +111,7 @@ def test_classifier_optimizer_nesterov_groups_and_epoch_schedule(synth_root, tmp
         lrs.append(task.optimizer.param_groups[0]["lr"])
         for _ in range(len(task.train_loader)):
             task.optimizer.step()
-        task.end_epoch()
+        task.end_epoch({"loss": 1.0})
     assert lrs == pytest.approx([0.1 * f for f in wsolevaluation_lrs(4, 2)])
     # A file of weights (or imagenet) keeps the x10 group; Nesterov can be turned off.
     weights = tmp_path / "w.pt"

@@ -110,24 +110,18 @@ class ClassifierTask:
         self.scheduler = StepwiseLR(self.optimizer, Schedule.from_config(t, len(self.train_loader)))
         self.val_loader = eval_loader(cfg, val_meta, ctx, num_classes)
         self.epoch_losses: list[float] = []
-        self._loss_sum, self._loss_steps = torch.zeros((), device=ctx.device), 0
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         images = batch["image"].to(self.ctx.device, non_blocking=True)
         labels = batch["label"].to(self.ctx.device, non_blocking=True)
-        loss = F.cross_entropy(self.net(images), labels)
-        self._loss_sum += loss.detach().float()
-        self._loss_steps += 1
-        return {"loss": loss}
+        return {"loss": F.cross_entropy(self.net(images), labels)}
 
     def set_epoch(self, epoch: int) -> None:
         self.train_loader.sampler.set_epoch(epoch)
-        self._loss_sum.zero_()
-        self._loss_steps = 0
 
-    def end_epoch(self) -> None:
+    def end_epoch(self, train_stats: dict[str, float]) -> None:
         """Record this rank's mean training loss; rank 0 warns when it looks like divergence."""
-        self.epoch_losses.append(float(self._loss_sum) / max(self._loss_steps, 1))
+        self.epoch_losses.append(train_stats["loss"])
         warning = divergence_warning(self.epoch_losses, self.model.num_classes, self.cfg)
         if warning and self.ctx.is_main:
             print(f"warning: {warning}", file=sys.stderr, flush=True)
@@ -224,7 +218,7 @@ class DecoderTask:
         # run samples the same pixels as an uninterrupted one.
         self.generator.manual_seed(self.cfg.train.seed * 100_003 + epoch * 1_009 + self.ctx.rank)
 
-    def end_epoch(self) -> None:
+    def end_epoch(self, train_stats: dict[str, float]) -> None:
         self.elb.step()
 
     def validate(self, on_batch: OnBatch | None = None) -> dict[str, Any]:

@@ -48,7 +48,7 @@ class Task(Protocol):
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]: ...      # must hold 'loss'
     def set_epoch(self, epoch: int) -> None: ...                       # sampler order, per-epoch seeds
-    def end_epoch(self) -> None: ...                                   # schedulers, ELB t
+    def end_epoch(self, train_stats: dict[str, float]) -> None: ...   # epoch's mean loss terms: ELB t, checks
     def validate(self, on_batch: OnBatch | None = None) -> dict[str, Any]: ...  # on_batch(batch, maps)
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
@@ -173,7 +173,7 @@ def fit(task: Task, ctx: DistContext, run_dir: Path, cfg: Config, epochs: int,
             task.model.eval()
             examples = _map_examples(log, cfg, ctx)
             metrics = task.validate(examples)
-            task.end_epoch()
+            task.end_epoch(train_stats)
             score = float(metrics[task.selection_key])
             improved = getattr(task, "select_last", False) or best is None or score > best["score"]
             row = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in train_stats.items()}, **lrs,
