@@ -4,7 +4,7 @@ claim, at CPU size).
 
 One seed on one machine proves little: another CPU sums floats in another order and trains
 another classifier. So the test trains one classifier and one decoder per seed and asserts what
-held on every run measured for docs/recipe.md §5 (seeds 0-5 with 1 thread; seeds 0-1 with 2
+held on every run measured for docs/recipe.md §6 (seeds 0-5 with 1 thread; seeds 0-1 with 2
 threads and the PIL training pixels, which change every float sum), with margins inside that
 spread: box gains of +7.5 to +20.0 MaxBoxAcc per seed there, mask gains of +3.6 to +31.8 PxAP.
 """
@@ -32,7 +32,7 @@ MIN_MEAN_GAIN = 5.0       # mean over the seeds, boxes and masks each
 
 def _gains(root, data, seed: int) -> dict[str, float]:
     """Train a classifier and a decoder with ``seed``; F-CAM's gains over CAM on boxes and masks."""
-    # configs/synth.yaml at a smaller scale (docs/recipe.md §5).
+    # configs/synth.yaml at a smaller scale (docs/recipe.md §6).
     cfg = tiny_config(data, data={"resize_size": 72, "crop_size": 64, "eval_size": 64},
                       train={"epochs": 8, "batch_size": 8, "lr": 0.02, "lr_schedule": "cosine", "warmup_epochs": 1,
                              "selection": "last", "seed": seed},
