@@ -206,10 +206,7 @@ def _coerce(value: Any, kind: type, key: str, source: str) -> Any:
 
 def _float_or_str(text: str) -> float | str:
     """``text`` as a float when it spells a decimal number (``6e-9``), else unchanged."""
-    try:
-        return float(text) if re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text.strip()) else text
-    except ValueError:
-        return text
+    return float(text) if re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text.strip()) else text
 
 
 def _fill(obj: Any, values: dict, prefix: str, source: str) -> None:
