@@ -24,7 +24,8 @@ from fcam.metrics import (
 )
 from fcam.metrics.boxes import box_iou
 from fcam.metrics.scoremap import score_thresholds
-from fcam.metrics.threshold_boxes import _ious_per_level, _without_specks, max_ious_per_threshold
+from fcam.metrics.level_components import filled_levels, level_boxes
+from fcam.metrics.threshold_boxes import max_ious_per_threshold
 
 
 def reference_ious(scoremap, gt, thresholds):
@@ -34,8 +35,8 @@ def reference_ious(scoremap, gt, thresholds):
     return np.array(v1), np.array(v2)
 
 
-def fast_ious(scoremap, gt, thresholds, min_iou=0.0):
-    return max_ious_per_threshold(gray_levels(scoremap), gt, thresholds, min_iou=min_iou)
+def fast_ious(scoremap, gt, thresholds):
+    return max_ious_per_threshold(gray_levels(scoremap), gt, thresholds)
 
 
 IMPLEMENTATIONS = {"fast": fast_ious, "reference": reference_ious}
@@ -272,69 +273,93 @@ def test_box_evaluator_equals_reference_metrics():
     assert expected["top1_loc"] <= expected["top5_loc"]
 
 
-def large_boxes(rng: np.random.Generator, scoremap: np.ndarray) -> np.ndarray:
-    """``make_boxes`` grown to at least 12x12, so that the contour search may erase specks."""
-    boxes = make_boxes(rng, scoremap)
-    boxes[:, :2] = np.minimum(boxes[:, :2], scoremap.shape[0] - 12)
-    boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 11)
-    return boxes
+def opencv_contours(gray: np.ndarray, level: int) -> list[tuple[tuple[int, ...], int]]:
+    """(reference box, twice the polygon area) of each RETR_TREE contour of ``gray > level``, in OpenCV's order."""
+    height, width = gray.shape
+    contours = cv2.findContours((gray > level).astype(np.uint8), cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+    found = []
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        box = (x, y, min(x + w, width - 1), min(y + h, height - 1))
+        found.append((box, int(round(2 * cv2.contourArea(contour)))))
+    return found
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_ious_from_min_iou_up_equal_reference(kind):
-    """With min_iou, values from min_iou up are exact and lower ones stay below it, specks erased or not."""
-    rng = np.random.default_rng(100 + KINDS.index(kind))
-    thresholds = score_thresholds(0.001)
-    erased_somewhere = False
-    for _ in range(8):
-        scoremap = make_map(rng, kind, int(rng.integers(32, 64)))
-        gt = large_boxes(rng, scoremap) if rng.random() < 0.8 else make_boxes(rng, scoremap)
-        min_iou = float(rng.choice([0.3, 0.5]))
-        largest, best = fast_ious(scoremap, gt, thresholds, min_iou=min_iou)
-        ref_largest, ref_best = reference_ious(scoremap, gt, thresholds)
-        assert np.array_equal(largest, ref_largest)
-        assert np.array_equal(best >= min_iou, ref_best >= min_iou)
-        assert np.array_equal(best[ref_best >= min_iou], ref_best[ref_best >= min_iou])
-        gray = (scoremap * 255).astype(np.uint8)
-        levels = np.unique((thresholds * gray.max()).astype(np.int64))
-        erased_somewhere |= bool(_ious_per_level(gray, levels, gt, may_erase=True)[3].any())
-    if kind in ("noisy", "random"):
-        assert erased_somewhere, "the speck-erasing path must be exercised"
+def level_maps(rng: np.random.Generator):
+    """Small uint8 maps: random levels, binary masks, few levels (plateaus, ties) and noisy blobs."""
+    for i in range(48):
+        height, width = (int(v) for v in rng.integers(3, 36, 2))
+        if i % 4 == 0:
+            gray = rng.integers(0, 256, (height, width))
+        elif i % 4 == 1:
+            gray = (rng.random((height, width)) < rng.uniform(0.2, 0.8)) * int(rng.integers(1, 256))
+        elif i % 4 == 2:
+            gray = rng.integers(0, 4, (height, width))
+        else:
+            gray = 255 * normalize_scoremap(make_map(rng, "noisy", max(height, width))[:height, :width])
+        yield np.ascontiguousarray(gray, dtype=np.uint8)
 
 
-def test_speck_erasing_keeps_the_first_of_equal_zero_area_contours():
-    """Where only zero-area contours remain, an erased isolated pixel may be the one V1 keeps."""
+def test_level_components_are_opencvs_contours_at_every_level():
+    """Boxes of all contours, the largest polygon area and its box (unless tied) equal OpenCV's, per level."""
+    rng = np.random.default_rng(7)
+    levels = np.arange(255, -1, -1, dtype=np.int64)
+    ties = holes_seen = 0
+    for gray in level_maps(rng):
+        found = level_boxes(gray, levels)
+        outer, n_outer, holes, n_holes = (found[k] for k in ("outer", "outer_counts", "holes", "hole_counts"))
+        largest, twice_area, tied = found["largest"], found["twice_area"], found["tied"]
+        outer_at, holes_at = np.cumsum(n_outer) - n_outer, np.cumsum(n_holes) - n_holes
+        for i, level in enumerate(levels.tolist()):
+            expected = opencv_contours(gray, level)
+            ours = [*outer[outer_at[i] : outer_at[i] + n_outer[i]], *holes[holes_at[i] : holes_at[i] + n_holes[i]]]
+            assert sorted(map(tuple, ours)) == sorted(box for box, _ in expected), (gray, level)
+            holes_seen += int(n_holes[i])
+            if not expected:
+                assert twice_area[i] == -1
+                continue
+            areas = [area for _, area in expected]
+            assert twice_area[i] == max(areas)
+            ties += int(tied[i])
+            if not tied[i]:
+                assert tuple(largest[i]) == expected[areas.index(max(areas))][0]
+    assert ties > 50 and holes_seen > 1000
+
+
+def test_filled_levels_fill_holes_and_keep_what_reaches_the_edge():
+    gray = np.array(
+        [[0, 0, 0, 0, 0, 0],
+         [0, 9, 9, 9, 9, 0],
+         [0, 9, 1, 3, 5, 0],
+         [0, 9, 9, 9, 9, 0],
+         [0, 0, 0, 0, 0, 0]], dtype=np.uint8)
+    expected = gray.copy()
+    expected[2, 2:4] = 5  # the pool drains over the 5 to the background, which reaches the edge
+    assert np.array_equal(filled_levels(gray), expected)
+    diagonal = np.array(
+        [[0, 0, 0, 0, 0],
+         [0, 7, 7, 0, 0],
+         [0, 7, 1, 7, 0],
+         [0, 0, 7, 7, 0],
+         [0, 0, 0, 0, 0]], dtype=np.uint8)
+    expected = diagonal.copy()
+    expected[2, 2] = 7  # background is 4-connected: the diagonal gaps do not drain it
+    assert np.array_equal(filled_levels(diagonal), expected)
+
+
+def test_tied_largest_contours_follow_opencvs_order():
+    """Where the largest contours tie with different boxes, V1 keeps the one OpenCV lists first."""
     levels = np.zeros((40, 40))
-    levels[0:16:2, 0:40:2] = 3  # 160 isolated pixels: the next (lower) level gets its specks erased
     levels[38, 5] = 2  # an isolated pixel and a one-pixel-thick line, both of polygon area 0
     levels[33, 2:39] = 2
     gt = np.array([[2, 33, 39, 35]])  # IoU 2/3 with the line's box, 0 with the pixel's
     scoremap = from_levels(levels)
-    # Levels run from the highest; the one above (cutoff 2) has 160 contours.
-    gray = (scoremap * 255).astype(np.uint8)
-    assert _ious_per_level(gray, np.array([2, 1]), gt, may_erase=True)[3].tolist() == [False, True]
-    thresholds = np.array([0.34, 0.67])  # cutoffs 1 and 2
+    assert level_boxes(gray_levels(scoremap), np.array([1]))["tied"].tolist() == [True]
+    thresholds = np.array([0.34])  # cutoff 1
     ref_largest, ref_best = reference_ious(scoremap, gt, thresholds)
-    for min_iou in (0.0, 0.3):
-        largest, best = fast_ious(scoremap, gt, thresholds, min_iou=min_iou)
-        assert np.array_equal(largest, ref_largest) and best[0] == ref_best[0] == 2 / 3
-    assert ref_largest[0] == 0.0  # the reference keeps the pixel, which OpenCV lists first
-
-
-def test_without_specks_clears_isolated_pixels_and_fills_one_pixel_holes():
-    mask = np.zeros((9, 9), np.uint8)
-    mask[0, 0] = mask[4, 0] = 1  # isolated, on the border
-    mask[2:7, 2:7] = 1
-    mask[4, 4] = 0  # one-pixel hole
-    mask[2, 8] = 1  # isolated
-    mask[8, 7:9] = 1  # two pixels: not a speck
-    expected = mask.copy()
-    expected[0, 0] = expected[4, 0] = expected[2, 8] = 0
-    expected[4, 4] = 1
-    assert np.array_equal(_without_specks(mask), expected)
-    edge = np.ones((5, 5), np.uint8)
-    edge[0, 2] = 0  # background on the border is never a hole
-    assert np.array_equal(_without_specks(edge), edge)
+    largest, best = fast_ious(scoremap, gt, thresholds)
+    assert largest[0] == ref_largest[0] == 0.0  # the reference keeps the pixel, which OpenCV lists first
+    assert best[0] == ref_best[0] == 2 / 3
 
 
 def test_evaluators_create_no_process_or_thread(monkeypatch):

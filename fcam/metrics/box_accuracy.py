@@ -175,10 +175,9 @@ def box_hits_from_levels(
     if levels.ndim != 3 or levels.dtype != np.uint8 or len(gt_boxes) != len(levels):
         raise ValueError(f"expected uint8 levels (B, H, W) and B box arrays, got {levels.dtype} {levels.shape} "
                          f"and {len(gt_boxes)}")
-    min_iou = min(V1_IOU, *iou_thresholds) / 100
     hits = np.empty((len(levels), 1 + len(iou_thresholds), len(thresholds)), dtype=bool)
     for i, (gray, boxes) in enumerate(zip(levels, gt_boxes)):
-        largest_iou, best_iou = max_ious_per_threshold(gray, _checked_boxes(boxes), thresholds, min_iou=min_iou)
+        largest_iou, best_iou = max_ious_per_threshold(gray, _checked_boxes(boxes), thresholds)
         hits[i, 0] = largest_iou >= V1_IOU / 100
         for j, t in enumerate(iou_thresholds, start=1):
             hits[i, j] = best_iou >= t / 100
