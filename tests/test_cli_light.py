@@ -1,5 +1,5 @@
 """Every command answers --help and argument errors without importing torch, torchvision,
-OpenCV or matplotlib (they take seconds to import; the work imports them)."""
+OpenCV, numba or matplotlib (they take seconds to import; the work imports them)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = r'''
 import importlib, importlib.abc, pkgutil, sys
 
-HEAVY = {"torch", "torchvision", "cv2", "matplotlib"}
+HEAVY = {"torch", "torchvision", "cv2", "numba", "matplotlib"}
 
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):

@@ -22,9 +22,10 @@ from fcam.metrics import BoxEvaluator, MaskEvaluator, box_hits_from_levels, gray
 from fcam.metrics.scoremap import normalize_scoremap, resize_scoremap
 from fcam.protocol import CAM_CURVE_INTERVAL, EVAL_SIZE
 
-# Maps that make a worker process worth starting (about 0.2 s of CPU): a box map costs ~10 ms of
-# contour searches, a mask map ~2 ms, mostly decoding its PNGs.
-MIN_MAPS_PER_WORKER = {"box": 64, "mask": 512}
+# Maps that make a worker process worth starting: a worker costs about 0.3 s of CPU to start, a box
+# worker 0.6 s more to import numba and load the compiled sweeps; a box map then costs ~5 ms, a
+# mask map ~2 ms, mostly decoding its PNGs.
+MIN_MAPS_PER_WORKER = {"box": 128, "mask": 512}
 
 
 def prepare_saved_map(scoremap: np.ndarray, eval_size: int, normalize: bool, name: str) -> np.ndarray:

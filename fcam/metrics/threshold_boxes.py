@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 
 from fcam.metrics.boxes import box_iou
-from fcam.metrics.level_components import level_ious
 
 # The reference scores a mask without any contour by the single box [0, 0, 0, 0].
 _NO_CONTOUR_BOX = np.zeros((1, 4), dtype=np.int64)
@@ -29,6 +28,9 @@ def max_ious_per_threshold(
 
     ``gray`` is the map's uint8 levels (:func:`fcam.metrics.scoremap.gray_levels`).
     """
+    # numba takes ~0.2 s to import: only processes that score boxes pay for it, not PxAP workers.
+    from fcam.metrics.level_components import level_ious
+
     gt_boxes = np.asarray(gt_boxes, dtype=np.int64).reshape(-1, 4)
     cutoffs = (thresholds * gray.max()).astype(np.int64)  # int(t * max), elementwise
     # The mask gray > c depends on c only through how many pixels lie above c; levels run downwards.
