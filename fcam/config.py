@@ -143,13 +143,13 @@ class FcamConfig:
     ksz: int = _opt(3, "Each seed is dilated by a ksz x ksz square.")
     erode_size: int = _opt(11, "Erosion kernel of the Otsu foreground region.")
     crf_weight: float = _opt(2e-9, "lambda of the dense CRF loss (0 disables it).")
-    crf_sigma_rgb: float = _opt(15.0, "CRF colour bandwidth.")
-    crf_sigma_xy: float = _opt(100.0, "CRF spatial bandwidth (pixels).")
-    crf_scale: float = _opt(1.0, "CRF resolution scale factor.")
     crf_reference_size: int = _opt(224, "Image side at which crf_weight and crf_sigma_xy hold (the paper's values "
                                    "were set at 224): at a side L the CRF uses sigma_xy * L / 224 and weight * "
                                    "(224 / L)^4, so its strength does not change with the training size; 0 uses "
                                    "them as given at any size.")
+    crf_sigma_rgb: float = _opt(15.0, "CRF colour bandwidth.")
+    crf_sigma_xy: float = _opt(100.0, "CRF spatial bandwidth (pixels).")
+    crf_scale: float = _opt(1.0, "CRF resolution scale factor.")
     crf_backend: str = _opt("permutohedral", "CRF filtering: 'permutohedral' (the paper's) or 'exact' (tiled).",
                             ("permutohedral", "exact"))
     size_weight: float = _opt(0.1, "Weight of the absolute size constraint (0 disables it).")

@@ -8,8 +8,12 @@ import importlib
 from typing import Any, Callable
 
 
-def lazy_attributes(package: str, where: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """The ``__getattr__`` and ``__dir__`` of ``package``: ``where`` maps each lazy name to its module."""
+def lazy_attributes(
+    package: str, exports: dict[str, tuple[str, ...]]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]], list[str]]:
+    """The ``__getattr__`` and ``__dir__`` of ``package``, and the lazy names (for ``__all__``):
+    ``exports`` maps each heavy module to the names the package takes from it."""
+    where = {name: module for module, names in exports.items() for name in names}
 
     def __getattr__(name: str) -> Any:
         if name in where:
@@ -19,4 +23,4 @@ def lazy_attributes(package: str, where: dict[str, str]) -> tuple[Callable[[str]
     def __dir__() -> list[str]:
         return sorted(set(vars(importlib.import_module(package))) | set(where))
 
-    return __getattr__, __dir__
+    return __getattr__, __dir__, list(where)

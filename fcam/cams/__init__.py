@@ -12,17 +12,11 @@ from fcam.lazy import lazy_attributes
 from fcam.cams.registry import CAM_METHODS, GRADCAMPP_VARIANTS, CamMethod
 
 _LAZY = {
-    "CamOptions": "fcam.cams.types",
-    "CamResult": "fcam.cams.types",
-    "compute_cams": "fcam.cams.core",
-    "explain": "fcam.cams.core",
-    "explain_top_map": "fcam.cams.core",
-    "minmax_normalize": "fcam.cams.normalize",
-    "swin_reshape": "fcam.cams.reshape",
-    "vit_reshape": "fcam.cams.reshape",
+    "fcam.cams.types": ("CamOptions", "CamResult"),
+    "fcam.cams.core": ("compute_cams", "explain", "explain_top_map"),
+    "fcam.cams.normalize": ("minmax_normalize",),
+    "fcam.cams.reshape": ("swin_reshape", "vit_reshape"),
 }
 
-__all__ = ["CAM_METHODS", "GRADCAMPP_VARIANTS", "CamMethod", *_LAZY]
-
-
-__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
+__getattr__, __dir__, _lazy_names = lazy_attributes(__name__, _LAZY)
+__all__ = ["CAM_METHODS", "GRADCAMPP_VARIANTS", "CamMethod", *_lazy_names]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -41,6 +43,7 @@ def otsu_threshold(images_u8: Tensor) -> Tensor:
     return torch.where(low == high, low, variance.argmax(1))
 
 
+@dataclass(frozen=True)
 class SeedSampler:
     """Random fg/bg seed labels from CAMs, the whole batch at once on the CAMs' device.
 
@@ -52,28 +55,22 @@ class SeedSampler:
     is smaller), dilates them by a ``ksz`` square, and marks fg/bg overlaps as ignored.
     """
 
-    def __init__(
-        self,
-        n_seeds: int = 10,
-        bg_fraction: float = 0.3,
-        ksz: int = 3,
-        erode_size: int = 11,
-        otsu_clamp: tuple[int, int] = (1, 254),
-    ) -> None:
-        if n_seeds < 0:
-            raise FcamError(f"n_seeds must be >= 0, got {n_seeds}")
-        if not 0.0 <= bg_fraction <= 1.0:
-            raise FcamError(f"bg_fraction must be in [0, 1], got {bg_fraction}")
-        for name, size in (("ksz", ksz), ("erode_size", erode_size)):
+    n_seeds: int = 10
+    bg_fraction: float = 0.3
+    ksz: int = 3
+    erode_size: int = 11
+    otsu_clamp: tuple[int, int] = (1, 254)
+
+    def __post_init__(self) -> None:
+        if self.n_seeds < 0:
+            raise FcamError(f"n_seeds must be >= 0, got {self.n_seeds}")
+        if not 0.0 <= self.bg_fraction <= 1.0:
+            raise FcamError(f"bg_fraction must be in [0, 1], got {self.bg_fraction}")
+        for name, size in (("ksz", self.ksz), ("erode_size", self.erode_size)):
             if size < 1 or size % 2 == 0:
                 raise FcamError(f"{name} must be an odd positive kernel size, got {size}")
-        if not 0 <= otsu_clamp[0] <= otsu_clamp[1] <= 255:
-            raise FcamError(f"otsu_clamp must be 0 <= low <= high <= 255, got {otsu_clamp}")
-        self.n_seeds = n_seeds
-        self.bg_fraction = bg_fraction
-        self.ksz = ksz
-        self.erode_size = erode_size
-        self.otsu_clamp = otsu_clamp
+        if not 0 <= self.otsu_clamp[0] <= self.otsu_clamp[1] <= 255:
+            raise FcamError(f"otsu_clamp must be 0 <= low <= high <= 255, got {self.otsu_clamp}")
 
     def regions(self, cams: Tensor) -> tuple[Tensor, Tensor]:
         """Boolean (B, H, W) foreground and background regions of (B, H, W) CAMs in [0, 1]."""
@@ -124,12 +121,6 @@ class SeedSampler:
         picked = torch.zeros_like(flat)
         picked.scatter_(1, top.indices, top.values >= 0)
         return picked.reshape(region.shape)
-
-    def __repr__(self) -> str:
-        return (
-            f"SeedSampler(n_seeds={self.n_seeds}, bg_fraction={self.bg_fraction}, ksz={self.ksz}, "
-            f"erode_size={self.erode_size}, otsu_clamp={self.otsu_clamp})"
-        )
 
 
 def _dilate(mask: Tensor, size: int) -> Tensor:

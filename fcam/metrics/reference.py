@@ -73,20 +73,20 @@ def boxes_at_threshold(scoremap: np.ndarray, threshold: float, multi_contour: bo
 
 
 def multiple_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """IoU (len(a), len(b)) of inclusive boxes (a box spans x1 - x0 + 1 columns); 0 where the union is not positive."""
-    a = np.asarray(boxes_a)[:, None, :]
-    b = np.asarray(boxes_b)[None, :, :]
-    width = np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
-    height = np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1)
-    intersection = width * height
-    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
-    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
-    union = area_a + area_b - intersection
-    degenerate = union <= 0
-    union[degenerate] = 1
-    ious = intersection / union
-    ious[degenerate] = 0
-    return ious
+    """IoU (len(a), len(b)) of inclusive boxes (a box spans x1 - x0 + 1 columns), the protocol's way:
+    the intersection is itself a box, empty where its corners cross; 0 where the union is not positive."""
+    pairs_a = np.repeat(np.asarray(boxes_a).reshape(-1, 4), len(boxes_b), axis=0)
+    pairs_b = np.tile(np.asarray(boxes_b).reshape(-1, 4), (len(boxes_a), 1))
+    inner = np.concatenate([np.maximum(pairs_a[:, :2], pairs_b[:, :2]), np.minimum(pairs_a[:, 2:], pairs_b[:, 2:])], 1)
+    area_inner = (inner[:, 2] - inner[:, 0] + 1) * (inner[:, 3] - inner[:, 1] + 1)
+    area_inner[(inner[:, 0] > inner[:, 2]) | (inner[:, 1] > inner[:, 3])] = 0
+    area_a = (pairs_a[:, 2] - pairs_a[:, 0] + 1) * (pairs_a[:, 3] - pairs_a[:, 1] + 1)
+    area_b = (pairs_b[:, 2] - pairs_b[:, 0] + 1) * (pairs_b[:, 3] - pairs_b[:, 1] + 1)
+    union = area_a + area_b - area_inner
+    ious = np.zeros(len(union))
+    positive = union > 0
+    ious[positive] = area_inner[positive] / union[positive]
+    return ious.reshape(len(boxes_a), len(boxes_b))
 
 
 class BoxEvaluator:

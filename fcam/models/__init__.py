@@ -10,17 +10,13 @@ from fcam.lazy import lazy_attributes
 from fcam.models.registry import BACKBONES, BackboneSpec, backbone_spec
 
 _LAZY = {
-    "FCAMModel": "fcam.models.fcam_model",
-    "UNetDecoder": "fcam.models.decoder",
-    "WSOLClassifier": "fcam.models.classifier",
-    "WSOLEncoder": "fcam.models.encoder",
-    "build_classifier": "fcam.models.factory",
-    "build_decoder": "fcam.models.factory",
-    "build_fcam": "fcam.models.factory",
-    "inference_copy": "fcam.models.inference",
+    "fcam.models.fcam_model": ("FCAMModel",),
+    "fcam.models.decoder": ("UNetDecoder",),
+    "fcam.models.classifier": ("WSOLClassifier",),
+    "fcam.models.encoder": ("WSOLEncoder",),
+    "fcam.models.factory": ("build_classifier", "build_decoder", "build_fcam"),
+    "fcam.models.inference": ("inference_copy",),
 }
 
-__all__ = ["BACKBONES", "BackboneSpec", "backbone_spec", *_LAZY]
-
-
-__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
+__getattr__, __dir__, _lazy_names = lazy_attributes(__name__, _LAZY)
+__all__ = ["BACKBONES", "BackboneSpec", "backbone_spec", *_lazy_names]
