@@ -326,6 +326,14 @@ def test_level_components_are_opencvs_contours_at_every_level():
     assert ties > 50 and holes_seen > 1000
 
 
+def test_level_components_reject_what_they_cannot_sweep():
+    gray = np.zeros((4, 4), np.uint8)
+    with pytest.raises(ValueError, match="uint8"):
+        level_boxes(gray.astype(np.float32), np.array([0]))
+    with pytest.raises(ValueError, match="decrease"):
+        level_boxes(gray, np.array([0, 1]))
+
+
 def test_filled_levels_fill_holes_and_keep_what_reaches_the_edge():
     gray = np.array(
         [[0, 0, 0, 0, 0, 0],
