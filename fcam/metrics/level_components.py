@@ -19,8 +19,8 @@ level. What a border follower returns is then known without following any border
 
 The largest contour of a mask (MaxBoxAcc) is then the filled component of largest area. OpenCV
 breaks ties by the order it finds borders in; where components of different boxes tie, the level is
-flagged and the caller asks OpenCV. ``tests/test_metrics.py`` checks all of this against OpenCV on
-smooth, holed and noisy maps.
+flagged and the caller asks OpenCV. ``tests/test_metrics.py`` checks all of this against OpenCV at
+every level of random, binary, few-level and noisy maps.
 """
 
 from __future__ import annotations
