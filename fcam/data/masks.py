@@ -8,13 +8,18 @@ import cv2
 import numpy as np
 
 from fcam.data.mask_cache import MaskCache
+from fcam.data.png_masks import read_png_mask
 from fcam.errors import FcamError
 
 
 def _read_mask(path: Path, size: int) -> np.ndarray:
     """Whether each pixel of a grayscale PNG resized to ``size`` x ``size`` with nearest neighbour is
     above 0.5, as the reference thresholds the float32 copy (nearest neighbour only copies pixels, and
-    an integer level exceeds 0.5 exactly when it is not 0)."""
+    an integer level exceeds 0.5 exactly when it is not 0). Greyscale PNGs skip the full decode
+    (:mod:`fcam.data.png_masks`)."""
+    picked = read_png_mask(path, size)
+    if picked is not None:
+        return picked
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None  # always 8-bit
     if image is None:
         raise FcamError(f"mask file missing or unreadable: {path}")

@@ -24,6 +24,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -370,11 +371,13 @@ def _localization(ids: list[str], annotations: dict[str, Annotation], as_boxes: 
 
 
 def _write_binary_mask(source: Path, target: Path) -> None:
-    """Non-zero pixels of ``source`` (any mode, read as grey levels) become 255, the rest 0."""
+    """Non-zero pixels of ``source`` (any mode, read as grey levels) become 255, the rest 0. OpenCV's
+    writer filters every row with Sub, which :mod:`fcam.data.png_masks` reads back fastest."""
     with Image.open(source) as image:
         grey = np.asarray(image.convert("L"))
     target.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.where(grey > 0, 255, 0).astype(np.uint8)).save(target)
+    if not cv2.imwrite(str(target), np.where(grey > 0, 255, 0).astype(np.uint8)):
+        raise FcamError(f"could not write the mask {target}")
 
 
 def _write_lines(path: Path, lines: list[str]) -> None:

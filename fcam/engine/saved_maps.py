@@ -24,7 +24,7 @@ from fcam.protocol import CAM_CURVE_INTERVAL, EVAL_SIZE
 
 # Maps that make a worker process worth starting: a worker costs about 0.3 s of CPU to start, a box
 # worker 0.6 s more to import numba and load the compiled sweeps; a box map then costs ~5 ms, a
-# mask map ~2 ms, mostly decoding its PNGs.
+# mask map ~1.7 ms, mostly reading its PNGs.
 MIN_MAPS_PER_WORKER = {"box": 128, "mask": 512}
 
 
