@@ -6,8 +6,10 @@ each losses + backward + SGD step in train mode, all terms of the decoder's loss
 CRF with the configured backend): ``classifier``: ``ClassifierTask.losses``; ``decoder before``:
 the decoder step as it was, the seed CAM from ``fcam.cams.compute_cams`` (a classifier pass of
 its own), then the F-CAM forward on the contiguous input (a second pass); ``decoder, one pass,
-contiguous``: the same forward, the seed CAM from its top map; ``decoder``: ``DecoderTask.losses``
-as it is (one pass, channels_last on the CPU). Inference, per image: a classifier forward,
+contiguous``: the same forward, the seed CAM from its top map (both with the CRF on the vectorised
+PyTorch lattice, as they were); ``decoder, vectorised CRF lattice``: ``DecoderTask.losses`` with
+that lattice; ``decoder``: ``DecoderTask.losses`` as it is (one pass, channels_last on the CPU,
+the CRF on the compiled CPU lattice of ``fcam.losses.permutohedral_cpu``). Inference, per image: a classifier forward,
 Grad-CAM (``compute_cams``, upsampled to the image size), the F-CAM forward as it was
 (contiguous, BatchNorm unfolded), ``FCAMModel`` now, and its inference copy
 (``fcam.models.inference_copy``: BatchNorm folded, channels_last on the CPU; what evaluation runs).
@@ -28,8 +30,10 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -40,6 +44,7 @@ from fcam.engine.distributed import DistContext
 from fcam.engine.loaders import split_metadata
 from fcam.engine.seed_cams import seed_cams
 from fcam.engine.tasks import ClassifierTask, DecoderTask
+from fcam.losses.permutohedral import PermutohedralLattice
 from fcam.models import FCAMModel, build_classifier, build_fcam, inference_copy
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -105,10 +110,30 @@ def contiguous_fcam(model: FCAMModel, images: torch.Tensor) -> tuple[list[torch.
     return features, model.decoder(features, images.shape[-2:])
 
 
+@contextmanager
+def vectorised_crf():
+    """The dense CRF on the vectorised PyTorch lattice, as on the CPU before the compiled one."""
+    with mock.patch("fcam.losses.crf.permutohedral_filter", lambda f, v: PermutohedralLattice(f).filter(v)):
+        yield
+
+
+def with_vectorised_crf(losses: Callable[[Batch], dict]) -> Callable[[Batch], dict]:
+    def run(batch: Batch) -> dict:
+        with vectorised_crf():
+            return losses(batch)
+
+    return run
+
+
 def earlier_losses(task: DecoderTask, batch: Batch, two_pass: bool) -> dict[str, torch.Tensor]:
-    """The decoder step's losses with the contiguous forward: with ``two_pass`` as before this work
-    (the seed CAM from ``compute_cams``, a classifier pass of its own), else with one pass (the
-    seed CAM from the forward's top map)."""
+    """The decoder step's losses with the contiguous forward and the vectorised CRF lattice: with
+    ``two_pass`` as before this work (the seed CAM from ``compute_cams``, a classifier pass of its
+    own), else with one pass (the seed CAM from the forward's top map)."""
+    with vectorised_crf():
+        return _earlier_losses(task, batch, two_pass)
+
+
+def _earlier_losses(task: DecoderTask, batch: Batch, two_pass: bool) -> dict[str, torch.Tensor]:
     classifier, images, labels = task.model.classifier, batch["image"], batch["label"]
     if two_pass:
         cams = compute_cams(classifier, images, labels, task.cfg.cam.method, classifier.cam_target_layer,
@@ -152,6 +177,8 @@ def step_rows(workdir: Path, args: argparse.Namespace) -> list[list[str]]:
                                                                             two_pass=True), batch),
             "decoder, one pass, contiguous": train_step(decoder_task, partial(earlier_losses, decoder_task,
                                                                                two_pass=False), batch),
+            "decoder (DecoderTask.losses), vectorised CRF lattice": train_step(
+                decoder_task, with_vectorised_crf(decoder_task.losses), batch),
             "decoder (DecoderTask.losses)": train_step(decoder_task, decoder_task.losses, batch),
         }, args.repeats)
         base = times["classifier"]
@@ -236,8 +263,10 @@ def main() -> None:
         f"{load_end:.1f} at the end (shared machine: figures move with the other jobs). Random weights and "
         f"inputs, {args.num_classes} classes, seeds from `{args.method}`; fastest of {args.repeats} calls after a "
         "warm-up. `decoder before`: the step as it was (the seed CAM from `compute_cams`, a classifier pass of "
-        "its own, then the F-CAM forward); `one pass, contiguous`: the seed CAM from the forward's top map; "
-        "`DecoderTask.losses`: the step now (one pass, channels_last input on the CPU). Every decoder step "
+        "its own, then the F-CAM forward); `one pass, contiguous`: the seed CAM from the forward's top map "
+        "(both with the dense CRF on the vectorised PyTorch lattice, as they were); `vectorised CRF lattice`: "
+        "the step now but for that lattice; `DecoderTask.losses`: the step now (one pass, channels_last input "
+        "on the CPU, the CRF on the compiled hash-table lattice). Every decoder step "
         "includes the whole loss (partial CE, dense CRF, size). Inference: `before` is the F-CAM forward as "
         "it was (contiguous, BatchNorm unfolded); evaluation runs `inference_copy` (BatchNorm folded, "
         "channels_last on the CPU).",

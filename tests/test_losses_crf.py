@@ -9,6 +9,14 @@ import torch.nn.functional as F
 from fcam.errors import FcamError
 from fcam.losses import IGNORE_INDEX, DenseCRFLoss, FCAMLoss, SizeConstraintLoss, partial_cross_entropy, permutohedral_filter
 from fcam.losses.crf import exact_gaussian_filter, pixel_features
+from fcam.losses.permutohedral import PermutohedralLattice
+
+# The two implementations of the lattice: vectorised PyTorch (any device, any dtype) and the
+# compiled hash table that permutohedral_filter runs for float32 on the CPU.
+LATTICES = {
+    "torch": lambda features, values: PermutohedralLattice(features).filter(values),
+    "cpu": lambda features, values: permutohedral_filter(features, values.float()).to(values.dtype),
+}
 
 PHOTOS = ("astronaut", "coffee", "chelsea")
 
@@ -140,8 +148,9 @@ def _scalar_lattice_filter(features: np.ndarray, values: np.ndarray) -> np.ndarr
     return (weight_of * lattice[vertex_of]).sum(1) / (1.0 + 2.0 ** (-d))
 
 
+@pytest.mark.parametrize("lattice", LATTICES)
 @pytest.mark.parametrize("d,integer", [(5, False), (5, True), (2, False), (3, True)])
-def test_lattice_matches_a_scalar_implementation(d, integer):
+def test_lattice_matches_a_scalar_implementation(d, integer, lattice):
     rng = np.random.default_rng(d)
     features = rng.normal(scale=1.5, size=(60, d))
     if integer:  # equal coordinates make rank ties, broken as in the reference
@@ -149,8 +158,24 @@ def test_lattice_matches_a_scalar_implementation(d, integer):
     features = features.astype(np.float32)
     values = rng.random(60)
     expected = _scalar_lattice_filter(features, values)
-    ours = permutohedral_filter(torch.from_numpy(features)[None], torch.from_numpy(values)[None, :, None])
+    ours = LATTICES[lattice](torch.from_numpy(features)[None], torch.from_numpy(values)[None, :, None])
     np.testing.assert_allclose(ours[0, :, 0].numpy(), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_cpu_lattice_agrees_with_the_vectorised_one_on_photos_and_noise():
+    images = torch.cat([_crop(name, 48).float() for name in PHOTOS] + [torch.rand(1, 3, 48, 48) * 255])
+    values = torch.softmax(torch.randn(4, 2, 48 * 48, generator=torch.Generator().manual_seed(0)), 1)
+    values = values.transpose(1, 2).contiguous()
+    for sigma_xy in (5.0, 27.0):
+        features = pixel_features(images, 15.0, sigma_xy)
+        torch.testing.assert_close(LATTICES["cpu"](features, values), LATTICES["torch"](features, values),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_features_too_large_for_the_cpu_keys_go_to_the_vectorised_lattice():
+    features = torch.rand(1, 30, 5) * 4e6
+    with pytest.raises(FcamError, match="64 bits"):
+        permutohedral_filter(features, torch.rand(1, 30, 1))
 
 
 def test_lattice_filters_each_image_of_a_batch_on_its_own():
