@@ -51,6 +51,8 @@ from fcam.data.dataset import read_image
 from fcam.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PairedTransform, resize_square
 from fcam.engine.loaders import UInt8Loader
 
+from benchmarks_page import write_section
+
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina", "cat")
 SECTION = "## Data pipeline (scripts/bench_data.py)"
 TARGET_RATE = 1000.0
@@ -221,19 +223,6 @@ def report(rates: dict[str, tuple[float, float]], diffs: dict[str, tuple[int, fl
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this script's section of ``path`` (from its heading to the next ``## `` heading),
-    or append it; other sections stay as they are."""
-    text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-images", type=int, default=200)
@@ -264,7 +253,7 @@ def main() -> None:
     section = report(rates, diffs, args)
     print(section)
     if args.write is not None:
-        write_section(args.write, section)
+        write_section("bench_data", section, args.write)
         print(f"wrote the section '{SECTION}' of {args.write}")
 
 

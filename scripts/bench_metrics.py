@@ -44,8 +44,8 @@ import numpy as np
 from fcam.data import load_metadata
 from fcam.metrics import reference
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- bench_metrics: begin -->", "<!-- bench_metrics: end -->"
+from benchmarks_page import PAGE, write_section
+
 BOX_KEYS = ("MaxBoxAcc", "MaxBoxAccV2", "MaxBoxAccV2_IoU30", "MaxBoxAccV2_IoU50", "MaxBoxAccV2_IoU70")
 SIZE = 224
 
@@ -226,16 +226,6 @@ def machine() -> str:
     return f"{model}, {cpus} CPUs, Python {platform.python_version()}, OpenCV {cv2.__version__}"
 
 
-def write_docs(section: str) -> None:
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\nFigures measured by the scripts in `scripts/`.\n"
-    block = f"{BEGIN}\n{section}\n{END}"
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "fcam_bench_metrics")
@@ -243,7 +233,7 @@ def main() -> None:
     parser.add_argument("--box-sample", type=int, default=30, help="maps the box reference is timed on, per scale")
     parser.add_argument("--repeats", type=int, default=2, help="runs of the command per measure; the fastest counts")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--write-docs", action="store_true", help=f"update the metrics section of {DOCS.name}")
+    parser.add_argument("--write-docs", action="store_true", help=f"update the metrics section of {PAGE.name}")
     args = parser.parse_args()
 
     scales = [int(s) for s in args.scales.split(",")]
@@ -315,8 +305,8 @@ def main() -> None:
           f"{'yes' if same else 'NO'} | {note} |" for c, name, o, r, note, same in rows),
     ])
     if args.write_docs:
-        write_docs(section)
-        print(f"updated {DOCS}")
+        write_section("bench_metrics", section)
+        print(f"updated {PAGE}")
     print(f"all numbers identical: {identical}")
     if not identical:
         raise SystemExit(1)

@@ -47,8 +47,8 @@ from fcam.engine.tasks import ClassifierTask, DecoderTask
 from fcam.losses.permutohedral import PermutohedralLattice
 from fcam.models import FCAMModel, build_classifier, build_fcam, inference_copy
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- bench_train: begin -->", "<!-- bench_train: end -->"
+from benchmarks_page import PAGE, write_section
+
 
 Batch = dict[str, torch.Tensor]
 
@@ -64,7 +64,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--num-classes", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=2, help="timed calls per run (the fastest counts)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--write-docs", action="store_true", help=f"update this script's section of {DOCS.name}")
+    parser.add_argument("--write-docs", action="store_true", help=f"update this script's section of {PAGE.name}")
     return parser.parse_args()
 
 
@@ -231,17 +231,6 @@ def machine() -> str:
             f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
-def write_docs(section: str) -> None:
-    """Replace the text between this script's markers in the benchmarks page, or append it."""
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    block = f"{BEGIN}\n{section}\n{END}"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.write_text(text)
-
-
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -276,8 +265,8 @@ def main() -> None:
         *([inference, ""] if inference else []),
     ]).rstrip("\n")
     if args.write_docs:
-        write_docs(section)
-        print(f"updated {DOCS}")
+        write_section("bench_train", section)
+        print(f"updated {PAGE}")
 
 
 if __name__ == "__main__":

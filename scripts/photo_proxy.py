@@ -23,6 +23,8 @@ import cv2
 import numpy as np
 import skimage.data
 
+from fcam.data.metadata import SplitRecords
+
 # (class name, sample photograph, crop rows, crop columns); the logo's own alpha is its mask.
 OBJECTS = (("cat", "chelsea", (20, 280), (90, 360)), ("cup", "coffee", (60, 380), (120, 470)),
            ("portrait", "astronaut", (0, 330), (120, 420)), ("rocket", "rocket", (30, 420), (260, 460)),
@@ -113,8 +115,7 @@ class Painter:
 def write(out: Path, size: int, seed: int, counts: dict[str, int]) -> None:
     painter = Painter(size, seed)
     for split, per_class in counts.items():
-        rows: dict[str, dict[str, list[str]]] = {ds: {"ids": [], "labels": [], "sizes": [], "loc": []}
-                                                for ds in ("CUB", "OpenImages")}
+        records = {dataset: SplitRecords() for dataset in ("CUB", "OpenImages")}
         for label, (name, *_) in enumerate(OBJECTS):
             for i in range(per_class):
                 image, masks = painter.example(label)
@@ -123,22 +124,17 @@ def write(out: Path, size: int, seed: int, counts: dict[str, int]) -> None:
                     path = out / "images" / dataset / image_id
                     path.parent.mkdir(parents=True, exist_ok=True)
                     cv2.imwrite(str(path), image)
-                    rows[dataset]["ids"].append(image_id)
-                    rows[dataset]["labels"].append(f"{image_id},{label}")
-                rows["CUB"]["sizes"].append(f"{ids['CUB']},{size},{size}")
+                    records[dataset].add(image_id, label)
+                records["CUB"].sizes.append(f"{ids['CUB']},{size},{size}")
                 for k, mask in enumerate(masks):
                     ys, xs = np.nonzero(mask)
-                    rows["CUB"]["loc"].append(f"{ids['CUB']},{xs.min()},{ys.min()},{xs.max()},{ys.max()}")
+                    records["CUB"].localization.append(f"{ids['CUB']},{xs.min()},{ys.min()},{xs.max()},{ys.max()}")
                     mask_path = f"{split}/{name}/{split}_{i:04d}_m{k:02d}.png"
                     (out / "masks/OpenImages" / mask_path).parent.mkdir(parents=True, exist_ok=True)
                     cv2.imwrite(str(out / "masks/OpenImages" / mask_path), mask * 255)
-                    rows["OpenImages"]["loc"].append(f"{ids['OpenImages']},{mask_path},")
-        for dataset, table in rows.items():
-            folder = out / "metadata" / dataset / split
-            folder.mkdir(parents=True, exist_ok=True)
-            for name, key in (("image_ids.txt", "ids"), ("class_labels.txt", "labels"), ("image_sizes.txt", "sizes"),
-                              ("localization.txt", "loc")):
-                (folder / name).write_text("".join(f"{line}\n" for line in table[key]))
+                    records["OpenImages"].localization.append(f"{ids['OpenImages']},{mask_path},")
+        for dataset, split_records in records.items():
+            split_records.write(out / "metadata" / dataset / split)
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from fcam.data.metadata import DATASETS, Metadata, load_metadata
+from fcam.data.metadata import DATASETS, Metadata, SplitRecords, load_metadata
 
 _LAZY = {
     "WSOLDataset": "fcam.data.dataset",
@@ -19,7 +19,7 @@ _LAZY = {
     "prepare_dataset": "fcam.data.prepare",
 }
 
-__all__ = ["DATASETS", "MaskCache", "Metadata", "WSOLDataset", "generate_synthetic", "load_gt_mask", "load_metadata",
+__all__ = ["DATASETS", "MaskCache", "Metadata", "SplitRecords", "WSOLDataset", "generate_synthetic", "load_gt_mask", "load_metadata",
            "prepare_dataset"]
 
 

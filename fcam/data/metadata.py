@@ -11,7 +11,7 @@ raises :class:`FcamError` naming the file and line.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +111,33 @@ def load_metadata(metadata_root: str | Path, dataset: str, split: str) -> Metada
         masks=masks,
         folder=folder,
     )
+
+
+@dataclass
+class SplitRecords:
+    """The lines of one split's four metadata files, gathered while a dataset is written
+    (``fcam-synth``, ``fcam-prepare``) and written by :meth:`write` in the order they came."""
+
+    ids: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    sizes: list[str] = field(default_factory=list)
+    localization: list[str] = field(default_factory=list)
+
+    def add(self, image_id: str, label: int) -> None:
+        """An image and its class."""
+        self.ids.append(image_id)
+        self.labels.append(f"{image_id},{label}")
+
+    def write(self, folder: Path) -> None:
+        """``folder``/{image_ids,class_labels,image_sizes,localization}.txt."""
+        for name, lines in zip(_FILES, (self.ids, self.labels, self.sizes, self.localization)):
+            write_lines(folder / name, lines)
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    """One record per line without a trailing newline, as wsolevaluation's files (the reader takes both)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")
 
 
 def _split_folder(metadata_root: Path, dataset: str, split: str) -> Path:

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from fcam.data.metadata import SplitRecords, write_lines
 from fcam.errors import FcamError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
@@ -313,17 +314,14 @@ def prepare_dataset(images_dir: str | Path, out: str | Path, dataset: str, *, bo
     _place_images(images_dir, targets[0], list(images), link)
     metadata = targets[1]
     metadata.mkdir(parents=True)
-    _write_lines(metadata / "class_names.txt", [f"{label},{name}" for label, name in enumerate(classes)])
+    write_lines(metadata / "class_names.txt", [f"{label},{name}" for label, name in enumerate(classes)])
     summary = {}
     for split, ids in chosen.items():
         ids = sorted(ids)
         rows = [] if split == TRAIN else _localization(ids, annotations, boxes is not None, targets[2])
-        folder = metadata / split
-        folder.mkdir()
-        _write_lines(folder / "image_ids.txt", ids)
-        _write_lines(folder / "class_labels.txt", [f"{i},{images[i].label}" for i in ids])
-        _write_lines(folder / "image_sizes.txt", [f"{i},{images[i].size[0]},{images[i].size[1]}" for i in ids])
-        _write_lines(folder / "localization.txt", rows)
+        SplitRecords(ids=ids, labels=[f"{i},{images[i].label}" for i in ids],
+                     sizes=[f"{i},{images[i].size[0]},{images[i].size[1]}" for i in ids],
+                     localization=rows).write(metadata / split)
         summary[split] = {"images": len(ids), "classes": len({images[i].label for i in ids}), "annotations": len(rows)}
     return summary
 
@@ -378,7 +376,3 @@ def _write_binary_mask(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(target), np.where(grey > 0, 255, 0).astype(np.uint8)):
         raise FcamError(f"could not write the mask {target}")
-
-
-def _write_lines(path: Path, lines: list[str]) -> None:
-    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import colorsys
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -29,6 +29,7 @@ import numpy as np
 import skimage.data
 from tqdm import tqdm
 
+from fcam.data.metadata import SplitRecords
 from fcam.errors import FcamError
 
 SPLITS = ("train", "val", "test")
@@ -332,31 +333,6 @@ def _write_png(path: Path, image: np.ndarray) -> None:
         raise FcamError(f"cannot write {path}")
 
 
-def _write_lines(path: Path, lines: list[str]) -> None:
-    """Metadata text without a trailing newline, as in wsolevaluation's files."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines), encoding="utf-8")
-
-
-@dataclass
-class _SplitRecords:
-    """The lines of one split's four metadata files, in the order they are generated."""
-
-    ids: list[str] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
-    sizes: list[str] = field(default_factory=list)
-    localization: list[str] = field(default_factory=list)
-
-    def add(self, image_id: str, label: int) -> None:
-        self.ids.append(image_id)
-        self.labels.append(f"{image_id},{label}")
-
-    def write(self, folder: Path) -> None:
-        for name, lines in (("image_ids", self.ids), ("class_labels", self.labels),
-                            ("image_sizes", self.sizes), ("localization", self.localization)):
-            _write_lines(folder / f"{name}.txt", lines)
-
-
 def _tight_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     rows, cols = np.nonzero(mask)
     return int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())
@@ -426,7 +402,7 @@ def generate_synthetic(
               disable=not progress) as bar:
         for split_index, split in enumerate(SPLITS):
             rng = np.random.default_rng([seed, split_index])
-            records = {dataset: _SplitRecords() for dataset in ("CUB", "OpenImages")}
+            records = {dataset: SplitRecords() for dataset in ("CUB", "OpenImages")}
             for label, name in enumerate(names):
                 for number in range(counts[split]):
                     scene = _draw_scene(rng, two_object_fraction, max_instances, distractor_fraction,
