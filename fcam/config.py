@@ -156,6 +156,9 @@ class FcamConfig:
     elb_t_init: float = _opt(1.0, "Initial t of the extended log-barrier.")
     elb_t_mult: float = _opt(1.01, "t is multiplied by this after each epoch.")
     elb_t_max: float = _opt(10.0, "Cap of t.")
+    selection: str = _opt("val", "Which decoder epoch becomes best.pt: 'val', the best validation localization (the "
+                          "paper's rule), or 'last', the last epoch (small validation splits make the best of many "
+                          "noisy epochs a lucky early one; docs/recipe.md §7).", ("val", "last"))
 
 
 @dataclass

@@ -66,6 +66,19 @@ def test_model_selection_rules(synth_root, tmp_path, trained_classifier):
     assert all(torch.equal(best["task"]["model"][k], v) for k, v in last["task"]["model"].items())
 
 
+def test_decoder_selection_rules(synth_root, tmp_path, trained_classifier, trained_decoder):
+    # 'val' (the default): the first decoder epoch with the highest validation MaxBoxAcc.
+    scores = [r["val_MaxBoxAcc"] for r in log_rows(trained_decoder)]
+    assert load_checkpoint(trained_decoder / "best.pt")["epoch"] == scores.index(max(scores))
+    # 'last': the last decoder epoch.
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(synth_root, fcam={"epochs": 3, "selection": "last"}))
+    assert train_decoder(["--config", str(cfg), "--classifier", str(trained_classifier / "best.pt"),
+                          "--output", str(tmp_path / "d")]) == 0
+    best, last = (load_checkpoint(tmp_path / f"d/{name}.pt") for name in ("best", "last"))
+    assert best["epoch"] == last["epoch"] == 2 and best["best"]["epoch"] == 3
+    assert all(torch.equal(best["task"]["model"][k], v) for k, v in last["task"]["model"].items())
+
+
 def test_output_holding_a_run_needs_resume_or_overwrite(box_config, trained_classifier, tmp_path, capsys):
     run = tmp_path / "copy"
     run.mkdir()

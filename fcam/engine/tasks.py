@@ -180,7 +180,7 @@ class DecoderTask:
                  classifier: WSOLClassifier) -> None:
         self.cfg, self.ctx, self.val_meta = cfg, ctx, val_meta
         self.selection_key = selection_metric(val_meta)
-        self.select_last = False  # the decoder is selected on validation localization, as in the paper
+        self.select_last = cfg.fcam.selection == "last"
         self.model = build_fcam(classifier).to(ctx.device)
         if ctx.is_main:
             print(classifier.summary)
