@@ -30,7 +30,6 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from unittest import mock
@@ -110,30 +109,20 @@ def contiguous_fcam(model: FCAMModel, images: torch.Tensor) -> tuple[list[torch.
     return features, model.decoder(features, images.shape[-2:])
 
 
-@contextmanager
-def vectorised_crf():
-    """The dense CRF on the vectorised PyTorch lattice, as on the CPU before the compiled one."""
-    with mock.patch("fcam.losses.crf.permutohedral_filter", lambda f, v: PermutohedralLattice(f).filter(v)):
-        yield
-
-
 def with_vectorised_crf(losses: Callable[[Batch], dict]) -> Callable[[Batch], dict]:
+    """``losses`` with the dense CRF on the vectorised PyTorch lattice, as on the CPU before the compiled one."""
+
     def run(batch: Batch) -> dict:
-        with vectorised_crf():
+        with mock.patch("fcam.losses.crf.permutohedral_filter", lambda f, v: PermutohedralLattice(f).filter(v)):
             return losses(batch)
 
     return run
 
 
 def earlier_losses(task: DecoderTask, batch: Batch, two_pass: bool) -> dict[str, torch.Tensor]:
-    """The decoder step's losses with the contiguous forward and the vectorised CRF lattice: with
-    ``two_pass`` as before this work (the seed CAM from ``compute_cams``, a classifier pass of its
-    own), else with one pass (the seed CAM from the forward's top map)."""
-    with vectorised_crf():
-        return _earlier_losses(task, batch, two_pass)
-
-
-def _earlier_losses(task: DecoderTask, batch: Batch, two_pass: bool) -> dict[str, torch.Tensor]:
+    """The decoder step's losses with the contiguous forward: with ``two_pass`` as before this work
+    (the seed CAM from ``compute_cams``, a classifier pass of its own), else with one pass (the
+    seed CAM from the forward's top map). The rows run it with :func:`with_vectorised_crf`."""
     classifier, images, labels = task.model.classifier, batch["image"], batch["label"]
     if two_pass:
         cams = compute_cams(classifier, images, labels, task.cfg.cam.method, classifier.cam_target_layer,
@@ -173,10 +162,10 @@ def step_rows(workdir: Path, args: argparse.Namespace) -> list[list[str]]:
         batch = random_batch(args.batch_size, args.image_size, args.num_classes)
         times = fastest({
             "classifier": train_step(classifier_task, classifier_task.losses, batch),
-            "decoder before (two passes)": train_step(decoder_task, partial(earlier_losses, decoder_task,
-                                                                            two_pass=True), batch),
-            "decoder, one pass, contiguous": train_step(decoder_task, partial(earlier_losses, decoder_task,
-                                                                               two_pass=False), batch),
+            "decoder before (two passes)": train_step(decoder_task, with_vectorised_crf(
+                partial(earlier_losses, decoder_task, two_pass=True)), batch),
+            "decoder, one pass, contiguous": train_step(decoder_task, with_vectorised_crf(
+                partial(earlier_losses, decoder_task, two_pass=False)), batch),
             "decoder (DecoderTask.losses), vectorised CRF lattice": train_step(
                 decoder_task, with_vectorised_crf(decoder_task.losses), batch),
             "decoder (DecoderTask.losses)": train_step(decoder_task, decoder_task.losses, batch),
