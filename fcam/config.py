@@ -42,6 +42,11 @@ def _at_least(bound: float) -> Callable[[Any], str | None]:
     return lambda value: None if value >= bound else f"must be >= {bound}, got {value!r}"
 
 
+def _fraction(value: float) -> str | None:
+    """A ``check`` for :func:`_opt`: a fraction in [0, 1)."""
+    return None if 0 <= value < 1 else f"must be in [0, 1), got {value!r}"
+
+
 @dataclass
 class DataConfig:
     dataset: str = _opt("CUB", "Dataset folder name under root, metadata_root and mask_root: CUB, ILSVRC, "
@@ -110,9 +115,13 @@ class TrainConfig:
                                 "(fractions allowed; 0: none). Step decays keep their epochs; cosine starts at the "
                                 "warmup's end.", check=_at_least(0))
     selection: str = _opt("val", "Which epoch becomes best.pt: 'val', the best validation localization (the "
-                          "protocol's rule: MaxBoxAcc on boxes, PxAP on masks), or 'last', the last epoch (for "
+                          "protocol's rule: MaxBoxAcc on boxes, PxAP on masks), 'val_v2', the same with MaxBoxAccV2 "
+                          "on boxes (finer steps on small validation splits), or 'last', the last epoch (for "
                           "from-scratch runs, whose early, barely trained epochs can localize best by chance).",
-                          ("val", "last"))
+                          ("val", "val_v2", "last"))
+    selection_burn_in: float = _opt(0.0, "Fraction of the first epochs that cannot become best.pt by validation "
+                                    "(best.pt follows the last epoch until then); 0: every epoch can.",
+                                    check=_fraction)
     seed: int = _opt(0, "Seed of every random draw (data order, augmentation, init, seeds of F-CAM).")
     amp: bool = _opt(True, "Mixed precision on CUDA (ignored on the CPU).")
     eval_batch_size: int = _opt(64, "Batch size of validation and evaluation passes.")
@@ -157,8 +166,13 @@ class FcamConfig:
     elb_t_mult: float = _opt(1.01, "t is multiplied by this after each epoch.")
     elb_t_max: float = _opt(10.0, "Cap of t.")
     selection: str = _opt("val", "Which decoder epoch becomes best.pt: 'val', the best validation localization (the "
-                          "paper's rule), or 'last', the last epoch (small validation splits make the best of many "
-                          "noisy epochs a lucky early one; docs/recipe.md §7).", ("val", "last"))
+                          "paper's rule: MaxBoxAcc on boxes, PxAP on masks), 'val_v2', the same with MaxBoxAccV2 on "
+                          "boxes (mean over IoU 30/50/70: finer steps, less noise on small validation splits), or "
+                          "'last', the last epoch (docs/recipe.md §7).", ("val", "val_v2", "last"))
+    selection_burn_in: float = _opt(0.0, "Fraction of the first decoder epochs that cannot become best.pt by "
+                                    "validation (best.pt follows the last epoch until then; with 10 epochs, 0.5 "
+                                    "selects among epochs 6-10); 0: every epoch can, the paper's rule.",
+                                    check=_fraction)
 
 
 @dataclass

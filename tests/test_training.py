@@ -13,7 +13,12 @@ import yaml
 from fcam.cli.eval import main as eval_main
 from fcam.cli.train_cls import main as train_cls
 from fcam.cli.train_decoder import main as train_decoder
+from fcam.data import load_metadata
+from fcam.config import Config
 from fcam.engine.checkpoint import load_checkpoint
+from fcam.engine.distributed import DistContext
+from fcam.engine.tasks import selection_metric
+from fcam.engine.trainer import fit, prepare_run_dir
 
 from conftest import tiny_config
 
@@ -77,6 +82,72 @@ def test_decoder_selection_rules(synth_root, tmp_path, trained_classifier, train
     best, last = (load_checkpoint(tmp_path / f"d/{name}.pt") for name in ("best", "last"))
     assert best["epoch"] == last["epoch"] == 2 and best["best"]["epoch"] == 3
     assert all(torch.equal(best["task"]["model"][k], v) for k, v in last["task"]["model"].items())
+    # 'val_v2' with a burn-in of half the epochs: the first epoch with the highest validation
+    # MaxBoxAccV2 among epochs 2-3 of 3 (through the config, the command and the loop).
+    cfg = write_config(tmp_path / "v2.yaml", tiny_config(synth_root, fcam={"epochs": 3, "selection": "val_v2",
+                                                                           "selection_burn_in": 0.5}))
+    assert train_decoder(["--config", str(cfg), "--classifier", str(trained_classifier / "best.pt"),
+                          "--output", str(tmp_path / "v2")]) == 0
+    scores = [r["val_MaxBoxAccV2"] for r in log_rows(tmp_path / "v2")][1:]
+    best = load_checkpoint(tmp_path / "v2/best.pt")
+    assert best["best"]["metric"] == "MaxBoxAccV2" and best["best"]["score"] == max(scores)
+    assert best["epoch"] == 1 + scores.index(max(scores))
+
+
+class ScriptedTask:
+    """A tiny task whose validation scores are given, to test the selection rules of the loop."""
+
+    kind = "classifier"
+    selection_key = "score"
+
+    def __init__(self, scores: list[float], burn_in: float = 0.0, last: bool = False) -> None:
+        self.scores, self.selection_burn_in, self.select_last = scores, burn_in, last
+        self.model = torch.nn.Linear(2, 1)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+        self.train_loader = [{"x": torch.ones(4, 2)}]
+        self.epoch = 0
+
+    def losses(self, batch):
+        return {"loss": self.model(batch["x"]).pow(2).mean()}
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def end_epoch(self, train_stats):
+        pass
+
+    def validate(self, on_batch=None):
+        return {"score": self.scores[self.epoch]}
+
+    def state_dict(self):
+        return {"model": self.model.state_dict()}
+
+    def load_state_dict(self, state):
+        self.model.load_state_dict(state["model"])
+
+
+@pytest.mark.parametrize("burn_in, last, chosen", [
+    (0.0, False, 1),   # the paper's rule: the first epoch with the best score
+    (0.4, False, 3),   # epochs 1-2 cannot be chosen: epoch 3 starts the selection, epoch 4 does not beat it
+    (0.6, False, 4),   # epochs 1-3 cannot be chosen
+    (0.8, False, 5),   # only the last one can
+    (0.4, True, 5),    # 'last' whatever the burn-in
+])
+def test_selection_burn_in(tmp_path, burn_in, last, chosen):
+    scores = [9.0, 1.0, 5.0, 5.0, 3.0]
+    run = prepare_run_dir(tmp_path / "run", resume=False, overwrite=False)
+    ctx = DistContext(rank=0, world_size=1, device=torch.device("cpu"))
+    summary = fit(ScriptedTask(scores, burn_in, last), ctx, run, Config(), epochs=len(scores))
+    assert summary["best"]["epoch"] == chosen and summary["best"]["score"] == scores[chosen - 1]
+    assert load_checkpoint(run / "best.pt")["epoch"] == chosen - 1
+
+
+def test_selection_metric_per_rule_and_data_kind(synth_root):
+    boxes = load_metadata(synth_root / "metadata", "CUB", "val")
+    masks = load_metadata(synth_root / "metadata", "OpenImages", "val")
+    assert [selection_metric(boxes, rule) for rule in ("val", "val_v2", "last")] == ["MaxBoxAcc", "MaxBoxAccV2",
+                                                                                      "MaxBoxAcc"]
+    assert {selection_metric(masks, rule) for rule in ("val", "val_v2", "last")} == {"PxAP"}
 
 
 def test_output_holding_a_run_needs_resume_or_overwrite(box_config, trained_classifier, tmp_path, capsys):

@@ -10,6 +10,7 @@ model between ``train()`` and ``eval()``.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ class Task(Protocol):
     model: torch.nn.Module        # the unwrapped model (DDP wraps it for training steps only)
     selection_key: str            # validation metric to maximize (MaxBoxAcc or PxAP)
     select_last: bool             # optional: best.pt is the last epoch, not the best-validating one
+    selection_burn_in: float      # optional: fraction of the first epochs that cannot be selected
     optimizer: torch.optim.Optimizer
     train_loader: DataLoader
 
@@ -163,6 +165,9 @@ def fit(task: Task, ctx: DistContext, run_dir: Path, cfg: Config, epochs: int,
     use_amp = ctx.device.type == "cuda" and cfg.train.amp
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=use_amp)
     log = RunLog(run_dir, cfg.log, len(task.train_loader), start_epoch, enabled=ctx.is_main)
+    # Epochs up to this index (0-based) become best.pt whatever they score; selection starts there
+    # (the epsilon keeps e.g. 0.57 * 100 from flooring to 56).
+    first_selectable = math.floor(getattr(task, "selection_burn_in", 0.0) * epochs + 1e-9)
     try:
         for epoch in range(start_epoch, epochs):
             started = time.time()
@@ -175,7 +180,8 @@ def fit(task: Task, ctx: DistContext, run_dir: Path, cfg: Config, epochs: int,
             metrics = task.validate(examples)
             task.end_epoch(train_stats)
             score = float(metrics[task.selection_key])
-            improved = getattr(task, "select_last", False) or best is None or score > best["score"]
+            improved = (getattr(task, "select_last", False) or best is None or epoch <= first_selectable
+                        or score > best["score"])
             row = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in train_stats.items()}, **lrs,
                    **{f"val_{k}": v for k, v in scalar_metrics(metrics).items()},
                    "seconds": round(time.time() - started, 2)}
