@@ -133,13 +133,17 @@ class ScriptedTask:
     (0.8, False, 5),   # only the last one can
     (0.4, True, 5),    # 'last' whatever the burn-in
 ])
-def test_selection_burn_in(tmp_path, burn_in, last, chosen):
+def test_selection_burn_in(tmp_path, capsys, burn_in, last, chosen):
     scores = [9.0, 1.0, 5.0, 5.0, 3.0]
     run = prepare_run_dir(tmp_path / "run", resume=False, overwrite=False)
     ctx = DistContext(rank=0, world_size=1, device=torch.device("cpu"))
     summary = fit(ScriptedTask(scores, burn_in, last), ctx, run, Config(), epochs=len(scores))
     assert summary["best"]["epoch"] == chosen and summary["best"]["score"] == scores[chosen - 1]
     assert load_checkpoint(run / "best.pt")["epoch"] == chosen - 1
+    # Each epoch line of the burn-in says from which epoch the selection starts.
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch ")]
+    waiting = [f"selection from epoch {chosen}" in line for line in lines]
+    assert waiting == [not last and burn_in > 0 and i < chosen - 1 for i in range(len(scores))]
 
 
 def test_selection_metric_per_rule_and_data_kind(synth_root):

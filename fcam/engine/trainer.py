@@ -197,9 +197,11 @@ def fit(task: Task, ctx: DistContext, run_dir: Path, cfg: Config, epochs: int,
                     save_checkpoint(state, run_dir / BEST)
                 log.epoch(history)
                 log.maps(examples.examples if examples is not None else [], epoch)
+                burn_in = epoch < first_selectable and not getattr(task, "select_last", False)
+                waiting = f", selection from epoch {first_selectable + 1}" if burn_in else ""
                 print(f"epoch {epoch + 1}/{epochs}  loss {train_stats.get('loss', float('nan')):.4f}  "
-                      f"val {task.selection_key} {score:.2f}  best {best['score']:.2f} (epoch {best['epoch']})  "
-                      f"{row['seconds']:.0f}s", file=sys.stderr, flush=True)
+                      f"val {task.selection_key} {score:.2f}  best {best['score']:.2f} (epoch {best['epoch']})"
+                      f"{waiting}  {row['seconds']:.0f}s", file=sys.stderr, flush=True)
             barrier(ctx)
     finally:
         log.close()
