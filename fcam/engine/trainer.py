@@ -42,7 +42,7 @@ class Task(Protocol):
 
     kind: str                     # checkpoint kind: 'classifier' or 'fcam'
     model: torch.nn.Module        # the unwrapped model (DDP wraps it for training steps only)
-    selection_key: str            # validation metric to maximize (MaxBoxAcc or PxAP)
+    selection_key: str            # validation metric to maximize (MaxBoxAcc, MaxBoxAccV2 or PxAP)
     select_last: bool             # optional: best.pt is the last epoch, not the best-validating one
     selection_burn_in: float      # optional: fraction of the first epochs that cannot be selected
     optimizer: torch.optim.Optimizer
