@@ -8,9 +8,12 @@ passes per image, is left out). ``runs/demo/report.md`` gets each
 seed's CAM and F-CAM figures, the mean ± std of every method over the seeds (``fcam-results``), the
 machine it ran on and the first seed's figures. Run it with ``bash scripts/demo.sh``.
 
-A seed fixes every random draw, so a rerun on the same machine with the same number of threads
-gives the same numbers; another CPU sums floats in another order and trains other models, which
-is why the demo reports several seeds.
+The commands run as parallel processes (``--jobs``, one per CPU by default) of ``--threads`` torch
+threads each (CPUs / jobs: one on a 2-CPU machine): on a small CPU, two one-thread trainings side by
+side get through about 1.4x more work than one two-thread training. A seed fixes every random draw,
+so a rerun on the same machine with the same number of threads per run gives the same numbers,
+whatever the number of parallel runs; another CPU sums floats in another order and trains other
+models, which is why the demo reports several seeds.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 
 from fcam.cams.registry import ONE_PASS_CAM_METHODS
@@ -35,18 +40,60 @@ LAYOUTS = {"CUB": ("boxes", "MaxBoxAcc", ["MaxBoxAcc", "MaxBoxAccV2", "top1_loc"
            "OpenImages": ("masks", "PxAP", ["PxAP"])}
 
 
-def run(step: str, *args: str) -> float:
-    """Run one fcam command as a user would, streaming its progress; returns its seconds."""
-    print(f"\n== {step}: python -m {' '.join(args)}", flush=True)
+@dataclass(frozen=True)
+class Step:
+    """One fcam command of the demo: ``python -m ARGS``, its log file and the steps it waits for."""
+
+    name: str
+    args: tuple[str, ...]
+    log: Path
+    after: tuple[str, ...] = ()
+
+
+def run_steps(steps: list[Step], jobs: int, threads: int) -> dict[str, float]:
+    """Run ``steps`` as ``jobs`` parallel processes of ``threads`` torch threads each; returns their seconds.
+
+    A step starts once the steps it waits for are done, the first ready one in list order first.
+    Each writes its progress to its log; a failing step stops the others and names its log.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    processes: dict[str, subprocess.Popen] = {}
     started = time.time()
-    subprocess.run([sys.executable, "-m", *args], check=True, cwd=ROOT)
-    seconds = time.time() - started
-    print(f"== {step}: done in {seconds:.0f}s", flush=True)
-    return seconds
+
+    def execute(step: Step) -> float:
+        step.log.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[{(time.time() - started) / 60:4.1f} min] {step.name}: started (log {step.log})", flush=True)
+        began = time.time()
+        with step.log.open("w") as log:
+            process = processes[step.name] = subprocess.Popen([sys.executable, "-m", *step.args], cwd=ROOT, env=env,
+                                                              stdout=log, stderr=subprocess.STDOUT)
+            if process.wait() != 0:
+                raise RuntimeError(f"{step.name} failed (exit status {process.returncode}); see {step.log}")
+        seconds = time.time() - began
+        print(f"[{(time.time() - started) / 60:4.1f} min] {step.name}: done in {seconds:.0f}s", flush=True)
+        return seconds
+
+    pending, running, times = list(steps), {}, {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        try:
+            while pending or running:
+                ready = [step for step in pending if all(name in times for name in step.after)]
+                for step in ready[:jobs - len(running)]:
+                    pending.remove(step)
+                    running[pool.submit(execute, step)] = step
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    times[running.pop(future).name] = future.result()
+        except BaseException:
+            for process in processes.values():
+                if process.poll() is None:
+                    process.terminate()
+            raise
+    return times
 
 
-def machine() -> str:
-    """CPU model, cores, Python and torch versions, threads: what a reader needs to compare runs."""
+def machine(jobs: int, threads: int) -> str:
+    """CPU model, cores, Python and torch versions, processes and threads: what a reader needs to compare runs."""
     import torch
 
     model = platform.processor() or platform.machine()
@@ -55,23 +102,26 @@ def machine() -> str:
         names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
                  if line.startswith("model name")]
         model = names[0] if names else model
-    return (f"{model}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
+    return (f"{model}, {os.cpu_count()} CPUs, {jobs} parallel run(s) of {threads} torch thread(s) each, "
             f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
-def run_seed(seed: int, out: Path, config: list[str], where: list[str], times: dict[str, float]) -> None:
+def seed_steps(seed: int, out: Path, config: list[str], where: list[str], visualize: int) -> list[Step]:
     """Train the classifier and the decoder of one seed and evaluate every method on both layouts."""
     seeded = [*config, f"train.seed={seed}"]
-    times[f"seed {seed}: classifier"] = run(f"seed {seed}: train classifier", "fcam.cli.train_cls", *seeded,
-                                            "--output", str(out / "classifier"), "--overwrite")
-    times[f"seed {seed}: decoder"] = run(f"seed {seed}: train F-CAM decoder", "fcam.cli.train_decoder", *seeded,
-                                         "--classifier", str(out / "classifier/best.pt"),
-                                         "--output", str(out / "fcam"), "--overwrite")
-    for dataset, (kind, _, _) in LAYOUTS.items():
-        times[f"seed {seed}: eval {kind}"] = run(
-            f"seed {seed}: evaluate on {kind}", "fcam.cli.eval", "--checkpoint", str(out / "classifier/best.pt"),
-            "--decoder", str(out / "fcam/best.pt"), "--method", *METHODS, "--split", "test",
-            "--visualize", "8", "--output", str(out / f"eval_{kind}"), *where, f"data.dataset={dataset}")
+    logs = out / "logs"
+    classifier = Step(f"seed {seed}: classifier", ("fcam.cli.train_cls", *seeded, "--output", str(out / "classifier"),
+                                                   "--overwrite"), logs / "classifier.log")
+    decoder = Step(f"seed {seed}: decoder", ("fcam.cli.train_decoder", *seeded, "--classifier",
+                                             str(out / "classifier/best.pt"), "--output", str(out / "fcam"),
+                                             "--overwrite"), logs / "decoder.log", (classifier.name,))
+    evals = [Step(f"seed {seed}: eval {kind}", ("fcam.cli.eval", "--checkpoint", str(out / "classifier/best.pt"),
+                                                "--decoder", str(out / "fcam/best.pt"), "--method", *METHODS,
+                                                "--split", "test", "--visualize", str(visualize), "--output",
+                                                str(out / f"eval_{kind}"), *where, f"data.dataset={dataset}"),
+                  logs / f"eval_{kind}.log", (decoder.name,))
+             for dataset, (kind, _, _) in LAYOUTS.items()]
+    return [classifier, decoder, *evals]
 
 
 def main() -> int:
@@ -81,19 +131,35 @@ def main() -> int:
     parser.add_argument("--config", default="configs/synth.yaml", help="config (default configs/synth.yaml)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="training seeds, one classifier and one decoder each (default 0 1 2)")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="commands run in parallel (default: one per CPU, at most one per seed)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of each command (default: $OMP_NUM_THREADS if set, else CPUs / jobs)")
     args = parser.parse_args()
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds must be distinct, got {args.seeds}")
+    jobs = args.jobs or min(cpus, len(args.seeds))
+    threads = args.threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, cpus // jobs)
+    if jobs < 1 or threads < 1:
+        parser.error(f"--jobs and --threads must be >= 1, got {jobs} and {threads}")
     out, data = ROOT / args.output, ROOT / args.data
     started = time.time()
     times: dict[str, float] = {}
     if not (data / "synth.json").exists():
-        times["generate data"] = run("generate data", "fcam.cli.synth", str(data))
+        times.update(run_steps([Step("generate data", ("fcam.cli.synth", str(data)), out / "logs" / "synth.log")],
+                               1, threads))
     where = ["--set", f"data.root={data / 'images'}", f"data.metadata_root={data / 'metadata'}",
              f"data.mask_root={data / 'masks'}"]
     config = ["--config", args.config, *where]
-    for seed in args.seeds:
-        run_seed(seed, out / f"seed_{seed}", config, where, times)
+    # Figures are drawn for the first seed only (the report shows those). Classifiers first, then
+    # decoders, then evaluations: the longest steps start first, which keeps the parallel runs busy.
+    per_seed_steps = [seed_steps(seed, out / f"seed_{seed}", config, where, 8 if seed == args.seeds[0] else 0)
+                      for seed in args.seeds]
+    steps = [step for stage in zip(*per_seed_steps) for step in stage]
+    print(f"{len(steps)} steps on {jobs} parallel run(s) of {threads} torch thread(s) each; "
+          f"each step's progress is in its log under {out}/seed_*/logs/", flush=True)
+    times.update(run_steps(steps, jobs, threads))
     report = out / "report.md"
     body = [per_seed(out, args.seeds)]
     for dataset, (kind, _, columns) in LAYOUTS.items():
@@ -101,7 +167,7 @@ def main() -> int:
                               metric_keys=columns)
         body.append(f"## {dataset} layout ({kind}): mean ± std over {len(args.seeds)} seeds\n\n{table.markdown()}")
     body.append(figures(out / f"seed_{args.seeds[0]}", args.seeds[0], out))
-    report.write_text(header(time.time() - started, times, args.seeds) + "\n".join(body))
+    report.write_text(header(time.time() - started, times, args.seeds, jobs, threads) + "\n".join(body))
     print(f"\nwrote {report} ({(time.time() - started) / 60:.1f} min in all)")
     return 0
 
@@ -142,7 +208,7 @@ def figures(folder: Path, seed: int, out: Path) -> str:
     return "\n".join(lines)
 
 
-def header(seconds: float, times: dict[str, float], seeds: list[int]) -> str:
+def header(seconds: float, times: dict[str, float], seeds: list[int], jobs: int, threads: int) -> str:
     steps = ", ".join(f"{name} {t:.0f}s" for name, t in times.items())
     return ("# fcam demo report\n\n"
             "Synthetic WSOL data from `fcam-synth` (textured objects on photographs, whose class shows only "
@@ -150,7 +216,7 @@ def header(seconds: float, times: dict[str, float], seeds: list[int]) -> str:
             "scratch on the CPU, F-CAM decoder trained from its CAM seeds with the dense CRF loss and the size "
             f"constraint; seeds {', '.join(map(str, seeds))}. Test split, maps scored at the config's "
             "`data.eval_size`.\n\n"
-            f"Machine: {machine()}. Same machine and thread count, same numbers; another machine trains "
+            f"Machine: {machine(jobs, threads)}. Same machine and thread count, same numbers; another machine trains "
             "other models (float sums in another order), hence the seeds.\n\n"
             f"Total {seconds / 60:.1f} min ({steps}).\n\n")
 
