@@ -3,9 +3,10 @@
 ``fcam-synth`` writes the same images in CUB's layout (boxes) and OpenImages' (masks). For each
 seed (``--seeds``, three by default) the demo trains a ResNet18 WSOL classifier from scratch and
 the F-CAM decoder from its CAM seeds (model selection on the box validation split), then evaluates
-the six one-pass CAM methods and F-CAM on the test split of both layouts (Score-CAM, K forward
-passes per image, is left out). ``runs/demo/report.md`` gets each
-seed's CAM and F-CAM figures, the mean ± std of every method over the seeds (``fcam-results``), the
+F-CAM and the five CAM methods computed from the classifier's top map (CAM, Grad-CAM, Grad-CAM++,
+XGrad-CAM, LayerCAM) on the test split of both layouts; Smooth-Grad-CAM++ (four noisy passes per
+image) and Score-CAM (one pass per channel) are left out for time; ``fcam-eval`` has them.
+``runs/demo/report.md`` gets each seed's CAM and F-CAM figures, the mean ± std of every method over the seeds (``fcam-results``), the
 machine it ran on and the first seed's figures. Run it with ``bash scripts/demo.sh``.
 
 The commands run as parallel processes (``--jobs``, one per CPU by default) of ``--threads`` torch
@@ -30,11 +31,11 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from fcam.cams.registry import ONE_PASS_CAM_METHODS
+from fcam.cams.registry import TOP_MAP_CAM_METHODS
 from fcam.engine.results import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = (*ONE_PASS_CAM_METHODS, "fcam")
+METHODS = (*TOP_MAP_CAM_METHODS, "fcam")
 # dataset layout -> (annotation kind, headline metric, columns of the mean ± std table)
 LAYOUTS = {"CUB": ("boxes", "MaxBoxAcc", ["MaxBoxAcc", "MaxBoxAccV2", "top1_loc", "cls_acc"]),
            "OpenImages": ("masks", "PxAP", ["PxAP"])}
