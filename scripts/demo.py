@@ -11,10 +11,10 @@ machine it ran on and the first seed's figures. Run it with ``bash scripts/demo.
 
 The commands run as parallel processes (``--jobs``, one per CPU by default) of ``--threads`` torch
 threads each (CPUs / jobs: one on a 2-CPU machine): on a small CPU, two one-thread trainings side by
-side get through about 1.4x more work than one two-thread training. A seed fixes every random draw,
-so a rerun on the same machine with the same number of threads per run gives the same numbers,
-whatever the number of parallel runs; another CPU sums floats in another order and trains other
-models, which is why the demo reports several seeds.
+side get through about 1.2x the work of one two-thread training (docs/recipe.md §8). A seed fixes
+every random draw, so a rerun on the same machine with the same number of threads per run gives the
+same numbers, whatever the number of parallel runs; another CPU sums floats in another order and
+trains other models, which is why the demo reports several seeds.
 """
 
 from __future__ import annotations
