@@ -6,8 +6,9 @@ the F-CAM decoder from its CAM seeds (model selection on the box validation spli
 F-CAM and the five CAM methods computed from the classifier's top map (CAM, Grad-CAM, Grad-CAM++,
 XGrad-CAM, LayerCAM) on the test split of both layouts; Smooth-Grad-CAM++ (four noisy passes per
 image) and Score-CAM (one pass per channel) are left out for time; ``fcam-eval`` has them.
-``runs/demo/report.md`` gets each seed's CAM and F-CAM figures, the mean ± std of every method over the seeds (``fcam-results``), the
-machine it ran on and the first seed's figures. Run it with ``bash scripts/demo.sh``.
+``runs/demo/report.md`` gets each seed's CAM and F-CAM figures, the mean ± std of every method over
+the seeds (``fcam-results``), the machine it ran on and the first seed's figures. Run it with
+``bash scripts/demo.sh``.
 
 The commands run as parallel processes (``--jobs``, one per CPU by default) of ``--threads`` torch
 threads each (CPUs / jobs: one on a 2-CPU machine): on a small CPU, two one-thread trainings side by
@@ -26,6 +27,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -58,7 +60,8 @@ def run_steps(steps: list[Step], jobs: int, threads: int) -> dict[str, float]:
     Each writes its progress to its log; a failing step stops the others and names its log.
     """
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    processes: dict[str, subprocess.Popen] = {}
+    processes: list[subprocess.Popen] = []
+    lock, stopping = threading.Lock(), threading.Event()
     started = time.time()
 
     def execute(step: Step) -> float:
@@ -66,8 +69,12 @@ def run_steps(steps: list[Step], jobs: int, threads: int) -> dict[str, float]:
         print(f"[{(time.time() - started) / 60:4.1f} min] {step.name}: started (log {step.log})", flush=True)
         began = time.time()
         with step.log.open("w") as log:
-            process = processes[step.name] = subprocess.Popen([sys.executable, "-m", *step.args], cwd=ROOT, env=env,
-                                                              stdout=log, stderr=subprocess.STDOUT)
+            with lock:  # no process starts once the others are being stopped
+                if stopping.is_set():
+                    raise RuntimeError(f"{step.name} not started: another step failed")
+                process = subprocess.Popen([sys.executable, "-m", *step.args], cwd=ROOT, env=env, stdout=log,
+                                           stderr=subprocess.STDOUT)
+                processes.append(process)
             if process.wait() != 0:
                 raise RuntimeError(f"{step.name} failed (exit status {process.returncode}); see {step.log}")
         seconds = time.time() - began
@@ -86,9 +93,11 @@ def run_steps(steps: list[Step], jobs: int, threads: int) -> dict[str, float]:
                 for future in finished:
                     times[running.pop(future).name] = future.result()
         except BaseException:
-            for process in processes.values():
-                if process.poll() is None:
-                    process.terminate()
+            with lock:
+                stopping.set()
+                for process in processes:
+                    if process.poll() is None:
+                        process.terminate()
             raise
     return times
 
