@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
-import os
 import platform
 import re
 import time
@@ -50,6 +49,7 @@ from fcam.data import WSOLDataset, load_metadata
 from fcam.data.dataset import read_image
 from fcam.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PairedTransform, resize_square
 from fcam.engine.loaders import UInt8Loader
+from fcam.engine.scoring import available_cpus
 
 from benchmarks_page import write_section
 
@@ -189,8 +189,7 @@ def machine() -> str:
     if Path("/proc/cpuinfo").is_file():
         found = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
         model = found.group(1).strip() if found else ""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{model or platform.processor() or platform.machine()}, {cores} cores available; Python "
+    return (f"{model or platform.processor() or platform.machine()}, {available_cpus()} cores available; Python "
             f"{platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
             f"Pillow {PIL.__version__}, OpenCV {cv2.__version__}")
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fcam.cams.registry import TOP_MAP_CAM_METHODS
+from fcam.engine.scoring import available_cpus
 from fcam.engine.results import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +142,7 @@ def main() -> int:
     parser.add_argument("--config", default="configs/synth.yaml", help="config (default configs/synth.yaml)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="training seeds, one classifier and one decoder each (default 0 1 2)")
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cpus = available_cpus()
     parser.add_argument("--jobs", type=int, default=None,
                         help="commands run in parallel (default: one per CPU, at most one per seed)")
     parser.add_argument("--threads", type=int, default=None,

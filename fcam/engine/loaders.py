@@ -4,7 +4,6 @@ item's FcamError (a missing image, say) reaches the caller as it was raised, als
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from fcam.config import Config
 from fcam.data import MaskCache, Metadata, WSOLDataset, load_gt_mask, load_metadata
 from fcam.data.transforms import complete_batch
 from fcam.engine.distributed import DistContext
+from fcam.engine.scoring import available_cpus
 from fcam.errors import FcamError
 
 
@@ -85,8 +85,7 @@ def resolve_num_workers(num_workers: int, local_world_size: int = 1) -> int:
         raise FcamError(f"config key 'data.num_workers' must be -1 (auto) or >= 0, got {num_workers}")
     if num_workers >= 0:
         return num_workers
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    per_rank = max(1, available // max(1, local_world_size))
+    per_rank = max(1, available_cpus() // max(1, local_world_size))
     return 0 if per_rank == 1 else min(MAX_AUTO_WORKERS, per_rank)
 
 

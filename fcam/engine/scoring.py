@@ -29,14 +29,20 @@ from fcam.errors import FcamError
 AUTO = -1  # eval.num_workers: one worker per CPU of this process divided among the local ranks
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on: its affinity (a container or ``taskset`` may allow fewer
+    than the machine has), or the machine's count where the OS has no affinity API; at least 1.
+    Here, not with the torch-importing engine modules, so that scoring workers stay torch-free."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity API (macOS, Windows)
+        return os.cpu_count() or 1
+
+
 def default_num_workers(local_world_size: int = 1) -> int:
     """The CPUs this process may run on (its affinity, not the machine's count) shared among the
     ``local_world_size`` ranks of this machine; at least 1."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # no affinity API (macOS, Windows)
-        cpus = os.cpu_count() or 1
-    return max(1, cpus // max(1, local_world_size))
+    return max(1, available_cpus() // max(1, local_world_size))
 
 
 def resolve_num_workers(num_workers: int, local_world_size: int = 1) -> int:
