@@ -31,7 +31,6 @@ import argparse
 import datetime
 import math
 import platform
-import re
 import time
 from pathlib import Path
 
@@ -49,7 +48,7 @@ from fcam.data import WSOLDataset, load_metadata
 from fcam.data.dataset import read_image
 from fcam.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PairedTransform, resize_square
 from fcam.engine.loaders import UInt8Loader
-from fcam.engine.scoring import available_cpus
+from fcam.engine.scoring import available_cpus, cpu_model
 
 from benchmarks_page import write_section
 
@@ -185,11 +184,7 @@ def pixel_differences(folder: Path) -> dict[str, tuple[int, float]]:
 
 
 def machine() -> str:
-    model = ""
-    if Path("/proc/cpuinfo").is_file():
-        found = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-        model = found.group(1).strip() if found else ""
-    return (f"{model or platform.processor() or platform.machine()}, {available_cpus()} cores available; Python "
+    return (f"{cpu_model()}, {available_cpus()} cores available; Python "
             f"{platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
             f"Pillow {PIL.__version__}, OpenCV {cv2.__version__}")
 

@@ -41,7 +41,7 @@ from fcam.config import config_from_dict
 from fcam.data import generate_synthetic
 from fcam.engine.distributed import DistContext
 from fcam.engine.loaders import split_metadata
-from fcam.engine.scoring import available_cpus
+from fcam.engine.scoring import available_cpus, cpu_model
 from fcam.engine.seed_cams import seed_cams
 from fcam.engine.tasks import ClassifierTask, DecoderTask
 from fcam.losses.permutohedral import PermutohedralLattice
@@ -213,10 +213,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                  if line.startswith("model name")), "") if cpuinfo.is_file() else ""
-    return (f"{model or platform.processor()}, {available_cpus()} CPUs, {torch.get_num_threads()} torch thread(s), "
+    return (f"{cpu_model()}, {available_cpus()} CPUs, {torch.get_num_threads()} torch thread(s), "
             f"Python {platform.python_version()}, torch {torch.__version__}")
 
 

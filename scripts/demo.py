@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fcam.cams.registry import TOP_MAP_CAM_METHODS
-from fcam.engine.scoring import available_cpus
+from fcam.engine.scoring import available_cpus, cpu_model
 from fcam.engine.results import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,13 +107,7 @@ def machine(jobs: int, threads: int) -> str:
     """CPU model, cores, Python and torch versions, processes and threads: what a reader needs to compare runs."""
     import torch
 
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        model = names[0] if names else model
-    return (f"{model}, {os.cpu_count()} CPUs, {jobs} parallel run(s) of {threads} torch thread(s) each, "
+    return (f"{cpu_model()}, {os.cpu_count()} CPUs, {jobs} parallel run(s) of {threads} torch thread(s) each, "
             f"Python {platform.python_version()}, torch {torch.__version__}")
 
 

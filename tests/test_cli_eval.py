@@ -16,7 +16,7 @@ import pytest
 from fcam.cli.eval import main
 from fcam.data import load_gt_mask, load_metadata
 from fcam.engine.saved_maps import prepare_saved_map
-from fcam.engine.scoring import AUTO, ScoringPool, default_num_workers, resolve_num_workers
+from fcam.engine.scoring import AUTO, ScoringPool, cpu_model, default_num_workers, resolve_num_workers
 from fcam.errors import FcamError
 from fcam.metrics import box_hits, reference
 
@@ -215,6 +215,20 @@ def test_default_worker_count_shares_the_affinity_among_local_ranks():
     assert resolve_num_workers(AUTO, 1) == cpus and resolve_num_workers(3) == 3
     with pytest.raises(FcamError, match="num_workers"):
         resolve_num_workers(-2)
+
+
+def test_cpu_model_reads_the_first_model_name(monkeypatch, tmp_path):
+    """The machine line of the demo and benchmarks: /proc/cpuinfo's first model name, else platform's."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU @ 2.0GHz \nprocessor\t: 1\nmodel name\t: Other\n")
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda path, *a, **k: real_open(cpuinfo if path == "/proc/cpuinfo" else path,
+                                                                         *a, **k))
+    assert cpu_model() == "Test CPU @ 2.0GHz"
+    cpuinfo.unlink()
+    monkeypatch.setattr("platform.processor", lambda: "")
+    monkeypatch.setattr("platform.machine", lambda: "riscv64")
+    assert cpu_model() == "riscv64"
 
 
 def test_reference_reads_masks_as_the_fast_path(synth_root):

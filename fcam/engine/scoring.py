@@ -17,6 +17,7 @@ pipes: pickled ``(function, arguments)`` in, ``(ok, result or exception)`` out.
 from __future__ import annotations
 
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -37,6 +38,19 @@ def available_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # no affinity API (macOS, Windows)
         return os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    """The CPU's model name, for the machine lines of reports and benchmarks: Linux's
+    ``/proc/cpuinfo``, else what :mod:`platform` knows (possibly only the architecture)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def default_num_workers(local_world_size: int = 1) -> int:
