@@ -40,11 +40,11 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def cpu_model() -> str:
-    """The CPU's model name, for the machine lines of reports and benchmarks: Linux's
+def cpu_model(cpuinfo_path: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name, for the machine lines of reports and benchmarks: the first of Linux's
     ``/proc/cpuinfo``, else what :mod:`platform` knows (possibly only the architecture)."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        with open(cpuinfo_path, encoding="utf-8") as cpuinfo:
             for line in cpuinfo:
                 if line.startswith("model name"):
                     return line.split(":", 1)[1].strip()
