@@ -8,6 +8,7 @@ import skimage.transform
 import torch
 from skimage.filters import threshold_otsu
 
+from fcam.errors import FcamError
 from fcam.losses import IGNORE_INDEX, SeedSampler, otsu_threshold, partial_cross_entropy
 
 
@@ -173,6 +174,68 @@ def test_sampling_is_deterministic_with_a_generator():
     other = sampler(cams, torch.Generator().manual_seed(12))
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
+
+
+def _color_filter_reference(fg: np.ndarray, bg: np.ndarray, image: np.ndarray, ratio: float, bits: int) -> np.ndarray:
+    """One image, in numpy: keep fg pixels whose colour frequency in fg exceeds ratio x its frequency in bg."""
+    quant = image.astype(np.int64) >> (8 - bits)
+    codes = (quant[0] << (2 * bits)) | (quant[1] << bits) | quant[2]
+    p_fg = np.bincount(codes[fg], minlength=1 << (3 * bits)) / max(fg.sum(), 1)
+    p_bg = np.bincount(codes[bg], minlength=1 << (3 * bits)) / max(bg.sum(), 1)
+    kept = fg & (p_fg[codes] > ratio * p_bg[codes])
+    return kept if kept.any() else fg
+
+
+def test_color_filter_matches_a_numpy_reference():
+    cams = _blob_cams()
+    generator = torch.Generator().manual_seed(0)
+    # Pixels of a random 6-colour palette, and one more colour on the left half of the disk: the
+    # palette's colours in the foreground are dropped or kept depending on their frequencies there.
+    palette = torch.randint(0, 256, (6, 3), generator=generator).float()
+    images = palette[torch.randint(0, 6, (cams.shape[0], *cams.shape[1:]), generator=generator)].permute(0, 3, 1, 2)
+    left_of_disk = (cams[0] > 0.5) & (torch.arange(cams.shape[2]) < 18)
+    images[0, :, left_of_disk] = torch.tensor([250.0, 5.0, 5.0])[:, None]
+    dropped = 0
+    for ratio, bits in ((1.0, 3), (2.0, 3), (2.0, 5), (0.5, 2)):
+        plain_fg, plain_bg = SeedSampler(erode_size=1, bg_fraction=0.3).regions(cams)
+        fg, bg = SeedSampler(erode_size=1, bg_fraction=0.3, color_ratio=ratio, color_bits=bits).regions(cams, images)
+        assert torch.equal(bg, plain_bg)
+        for i in range(cams.shape[0]):
+            expected = _color_filter_reference(plain_fg[i].numpy(), plain_bg[i].numpy(), images[i].numpy(), ratio, bits)
+            assert np.array_equal(fg[i].numpy(), expected), (ratio, bits, i)
+        dropped += int((plain_fg & ~fg).sum())
+    assert dropped > 0
+
+
+def test_color_filter_drops_background_coloured_foreground():
+    # A red object (rows 10-19) on grey; the CAM's high region also spills 4 rows onto the grey.
+    size = 32
+    images = torch.full((1, 3, size, size), 120.0)
+    images[0, 0, 10:20, 8:24], images[0, 1, 10:20, 8:24], images[0, 2, 10:20, 8:24] = 220.0, 30.0, 30.0
+    cams = torch.zeros(1, size, size)
+    cams[0, 6:20, 8:24] = 1.0
+    cams[0] += torch.linspace(0, 0.01, size * size).reshape(size, size)  # no ties at the bottom
+    plain, _ = SeedSampler(erode_size=1, bg_fraction=0.3).regions(cams)
+    fg, _ = SeedSampler(erode_size=1, bg_fraction=0.3, color_ratio=2.0).regions(cams, images)
+    assert plain[0, 6:10].any()                      # the spill is in the CAM's region
+    assert not fg[0, 6:10].any()                     # and filtered out by its colour
+    assert torch.equal(fg[0, 10:20, 8:24], plain[0, 10:20, 8:24])
+    # Where every foreground pixel has the background's colour, the region is kept whole.
+    grey = torch.full((1, 3, size, size), 120.0)
+    kept, _ = SeedSampler(erode_size=1, bg_fraction=0.3, color_ratio=2.0).regions(cams, grey)
+    assert torch.equal(kept, plain)
+
+
+def test_color_filter_needs_the_images():
+    sampler = SeedSampler(color_ratio=2.0)
+    with pytest.raises(ValueError, match="colour filter"):
+        sampler.regions(torch.rand(2, 8, 8))
+    with pytest.raises(ValueError, match="colour filter"):
+        sampler.regions(torch.rand(2, 8, 8), torch.rand(2, 3, 4, 4))
+    with pytest.raises(FcamError, match="color_ratio"):
+        SeedSampler(color_ratio=-1.0)
+    with pytest.raises(FcamError, match="color_bits"):
+        SeedSampler(color_bits=0)
 
 
 def test_partial_cross_entropy_is_the_mean_over_labelled_pixels():

@@ -195,7 +195,8 @@ class DecoderTask:
         f = cfg.fcam
         self.optimizer = torch.optim.SGD(self.model.decoder.parameters(), lr=f.lr, momentum=f.momentum,
                                          weight_decay=f.weight_decay, nesterov=True)
-        self.seeds = SeedSampler(n_seeds=f.n_seeds, bg_fraction=f.bg_fraction, ksz=f.ksz, erode_size=f.erode_size)
+        self.seeds = SeedSampler(n_seeds=f.n_seeds, bg_fraction=f.bg_fraction, ksz=f.ksz, erode_size=f.erode_size,
+                                 color_ratio=f.seed_color_ratio, color_bits=f.seed_color_bits)
         self.elb = ExtendedLogBarrier(t_init=f.elb_t_init, t_mult=f.elb_t_mult, t_max=f.elb_t_max)
         crf = DenseCRFLoss(weight=f.crf_weight, sigma_rgb=f.crf_sigma_rgb, sigma_xy=f.crf_sigma_xy,
                            scale_factor=f.crf_scale, backend=f.crf_backend,
@@ -215,7 +216,7 @@ class DecoderTask:
         out = self.net(images)
         cams = seed_cams(self.model.classifier, images, labels, out["features"], self.cfg.cam.method,
                          gradcampp_variant=self.cfg.cam.gradcampp_variant)
-        seeds = self.seeds(cams, generator=self.generator)
+        seeds = self.seeds(cams, generator=self.generator, images=raw)
         terms = self.criterion(out["seg_logits"].float(), raw, seeds)
         return {"loss": terms["total"], **{k: v for k, v in terms.items() if k != "total"}}
 

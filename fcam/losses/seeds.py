@@ -50,7 +50,11 @@ class SeedSampler:
     Foreground region: CAM (as uint8, floor(255 C)) above its Otsu threshold clamped to
     ``otsu_clamp``, eroded once by an ``erode_size`` square (the un-eroded region is kept where
     erosion empties it). Background region: the ``bg_fraction`` of pixels with the lowest CAM. A
-    constant uint8 CAM has no regions (no seeds), as in F-CAM's code. Each call samples
+    constant uint8 CAM has no regions (no seeds), as in F-CAM's code. With ``color_ratio > 0`` the
+    foreground region also loses the pixels whose colour is that many times more frequent in the
+    image's background region than in its foreground one: the CAM's high region spills onto the
+    background round the discriminative part, and those pixels look like the background (an
+    addition to F-CAM; docs/recipe.md §9). Each call samples
     ``n_seeds`` distinct pixels uniformly from each region of each image (all of them if the region
     is smaller), dilates them by a ``ksz`` square, and marks fg/bg overlaps as ignored.
     """
@@ -60,6 +64,8 @@ class SeedSampler:
     ksz: int = 3
     erode_size: int = 11
     otsu_clamp: tuple[int, int] = (1, 254)
+    color_ratio: float = 0.0
+    color_bits: int = 3
 
     def __post_init__(self) -> None:
         if self.n_seeds < 0:
@@ -69,11 +75,18 @@ class SeedSampler:
         for name, size in (("ksz", self.ksz), ("erode_size", self.erode_size)):
             if size < 1 or size % 2 == 0:
                 raise FcamError(f"{name} must be an odd positive kernel size, got {size}")
+        if self.color_ratio < 0:
+            raise FcamError(f"color_ratio must be >= 0 (0 disables the colour filter), got {self.color_ratio}")
+        if not 1 <= self.color_bits <= 8:
+            raise FcamError(f"color_bits must be in 1..8, got {self.color_bits}")
         if not 0 <= self.otsu_clamp[0] <= self.otsu_clamp[1] <= 255:
             raise FcamError(f"otsu_clamp must be 0 <= low <= high <= 255, got {self.otsu_clamp}")
 
-    def regions(self, cams: Tensor) -> tuple[Tensor, Tensor]:
-        """Boolean (B, H, W) foreground and background regions of (B, H, W) CAMs in [0, 1]."""
+    def regions(self, cams: Tensor, images: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Boolean (B, H, W) foreground and background regions of (B, H, W) CAMs in [0, 1].
+
+        ``images`` (B, 3, H, W), 0..255, are needed by the colour filter (``color_ratio > 0``).
+        """
         if cams.dim() != 3:
             raise ValueError(f"seed sampler expects CAMs (B, H, W), got {tuple(cams.shape)}")
         if not torch.isfinite(cams).all():
@@ -92,16 +105,46 @@ class SeedSampler:
         lowest = torch.topk(cams.reshape(batch, -1), n_bg, dim=1, largest=False).indices
         bg = torch.zeros(batch, height * width, dtype=torch.bool, device=cams.device)
         bg.scatter_(1, lowest, True)
-        return fg, bg.reshape(batch, height, width) & informative
+        bg = bg.reshape(batch, height, width) & informative
+        if self.color_ratio > 0:
+            if images is None or images.shape[0] != batch or images.shape[-2:] != cams.shape[-2:]:
+                raise ValueError("the seed colour filter needs the (B, 3, H, W) images of the CAMs, "
+                                 f"got {None if images is None else tuple(images.shape)} for CAMs {tuple(cams.shape)}")
+            fg = self._color_filter(fg, bg, images)
+        return fg, bg
 
-    def centers(self, cams: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def _color_filter(self, fg: Tensor, bg: Tensor, images: Tensor) -> Tensor:
+        """Drops the foreground pixels whose colour is ``color_ratio`` times likelier in the background
+        region than in the foreground one (per-image histograms of ``color_bits`` per channel); an
+        image whose filtered region would be empty keeps its region."""
+        batch = fg.shape[0]
+        levels = 1 << self.color_bits
+        quant = (images.clamp(0, 255).to(torch.int64) >> (8 - self.color_bits))
+        codes = ((quant[:, 0] * levels + quant[:, 1]) * levels + quant[:, 2]).reshape(batch, -1)
+        bins = levels ** 3
+        codes_all = codes + torch.arange(batch, device=codes.device)[:, None] * bins
+
+        def frequencies(region: Tensor) -> Tensor:
+            flat = region.reshape(batch, -1)
+            counts = torch.bincount(codes_all[flat], minlength=batch * bins).reshape(batch, bins).float()
+            return counts / counts.sum(1, keepdim=True).clamp(min=1.0)
+
+        p_fg = torch.gather(frequencies(fg), 1, codes).reshape(fg.shape)
+        p_bg = torch.gather(frequencies(bg), 1, codes).reshape(fg.shape)
+        kept = fg & (p_fg > self.color_ratio * p_bg)
+        nonempty = kept.flatten(1).any(1)[:, None, None]
+        return torch.where(nonempty, kept, fg)
+
+    def centers(self, cams: Tensor, generator: torch.Generator | None = None,
+                images: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Boolean (B, H, W) maps of the sampled fg and bg seed pixels, before dilation."""
-        fg, bg = self.regions(cams)
+        fg, bg = self.regions(cams, images)
         return self._sample(fg, generator), self._sample(bg, generator)
 
-    def __call__(self, cams: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def __call__(self, cams: Tensor, generator: torch.Generator | None = None,
+                 images: Tensor | None = None) -> Tensor:
         """(B, H, W) int64 labels: 1 fg seed, 0 bg seed, IGNORE_INDEX elsewhere."""
-        fg_centers, bg_centers = self.centers(cams, generator)
+        fg_centers, bg_centers = self.centers(cams, generator, images)
         fg = _dilate(fg_centers, self.ksz)
         bg = _dilate(bg_centers, self.ksz)
         ignore = torch.full(cams.shape, IGNORE_INDEX, dtype=torch.int64, device=cams.device)
