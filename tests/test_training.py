@@ -198,6 +198,18 @@ def test_decoder_run_and_its_errors(box_config, trained_classifier, trained_deco
     assert "junk.pt" in capsys.readouterr().err
 
 
+def test_decoder_seed_colour_filter_is_wired_to_its_images(box_config, trained_classifier, trained_decoder,
+                                                          tmp_path):
+    # The same run as trained_decoder's first epoch (same data order and seed draws) but with the
+    # colour filter on: the sampler gets the training crops, removes seed pixels, and the loss moves.
+    out = tmp_path / "color"
+    assert train_decoder(["--config", str(box_config), "--classifier", str(trained_classifier / "best.pt"),
+                          "--output", str(out), "--set", "fcam.epochs=1", "fcam.seed_color_ratio=2"]) == 0
+    filtered, plain = log_rows(out)[0], log_rows(trained_decoder)[0]
+    assert yaml.safe_load((out / "config.yaml").read_text())["fcam"]["seed_color_ratio"] == 2.0
+    assert filtered["train_pce"] != plain["train_pce"]
+
+
 def test_eval_of_trained_models_writes_reports_and_figures(trained_classifier, trained_decoder, tmp_path, capsys):
     out = tmp_path / "eval"
     assert eval_main(["--checkpoint", str(trained_classifier / "best.pt"), "--decoder",
