@@ -151,9 +151,9 @@ class FcamConfig:
     bg_fraction: float = _opt(0.3, "n-: fraction of lowest-CAM pixels forming the background region.")
     ksz: int = _opt(3, "Each seed is dilated by a ksz x ksz square.")
     erode_size: int = _opt(11, "Erosion kernel of the Otsu foreground region.")
-    seed_color_ratio: float = _opt(0.0, "Colour filter of the foreground seed region: drop its pixels whose colour "
-                                   "is this many times likelier in the image's background region than in its "
-                                   "foreground one (0: no filter, the paper's seeds).")
+    seed_color_ratio: float = _opt(0.0, "Colour filter of the foreground seed region: keep only its pixels whose "
+                                   "colour is more than this many times as frequent there as in the image's "
+                                   "background region (0: no filter, the paper's seeds; docs/recipe.md §9).")
     seed_color_bits: int = _opt(3, "Bits per RGB channel of the colour filter's per-image histograms.")
     crf_weight: float = _opt(2e-9, "lambda of the dense CRF loss (0 disables it).")
     crf_reference_size: int = _opt(224, "Image side at which crf_weight and crf_sigma_xy hold (the paper's values "

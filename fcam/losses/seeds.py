@@ -51,10 +51,10 @@ class SeedSampler:
     ``otsu_clamp``, eroded once by an ``erode_size`` square (the un-eroded region is kept where
     erosion empties it). Background region: the ``bg_fraction`` of pixels with the lowest CAM. A
     constant uint8 CAM has no regions (no seeds), as in F-CAM's code. With ``color_ratio > 0`` the
-    foreground region also loses the pixels whose colour is that many times more frequent in the
-    image's background region than in its foreground one: the CAM's high region spills onto the
-    background round the discriminative part, and those pixels look like the background (an
-    addition to F-CAM; docs/recipe.md §9). Each call samples
+    foreground region keeps only the pixels whose colour is more than that many times as frequent
+    in it as in the image's background region: the CAM's high region spills onto the background
+    round the discriminative part, and those pixels look like the background (an addition to
+    F-CAM; docs/recipe.md §9). Each call samples
     ``n_seeds`` distinct pixels uniformly from each region of each image (all of them if the region
     is smaller), dilates them by a ``ksz`` square, and marks fg/bg overlaps as ignored.
     """
@@ -114,9 +114,9 @@ class SeedSampler:
         return fg, bg
 
     def _color_filter(self, fg: Tensor, bg: Tensor, images: Tensor) -> Tensor:
-        """Drops the foreground pixels whose colour is ``color_ratio`` times likelier in the background
-        region than in the foreground one (per-image histograms of ``color_bits`` per channel); an
-        image whose filtered region would be empty keeps its region."""
+        """Keeps the foreground pixels whose colour is more than ``color_ratio`` times as frequent in
+        the foreground region as in the background one (per-image histograms of ``color_bits`` per
+        channel); an image whose filtered region would be empty keeps its region."""
         batch = fg.shape[0]
         levels = 1 << self.color_bits
         quant = (images.clamp(0, 255).to(torch.int64) >> (8 - self.color_bits))
