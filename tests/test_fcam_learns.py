@@ -4,9 +4,9 @@ claim, at CPU size).
 
 One seed on one machine proves little: another CPU sums floats in another order and trains
 another classifier. So the test trains one classifier and one decoder per seed and asserts what
-held on every run measured for docs/recipe.md §6 (seeds 0-5 with 1 thread; seeds 0-1 with 2
-threads and the PIL training pixels, which change every float sum), with margins inside that
-spread: box gains of +7.5 to +20.0 MaxBoxAcc per seed there, mask gains of +3.6 to +31.8 PxAP.
+held on every run measured for docs/recipe.md §6, with margins well inside that spread: with the
+recipe's colour-filtered seeds (seeds 0-5, 1 thread, AMD EPYC) box gains of +14.2 to +26.7
+MaxBoxAcc per seed, mask gains of +20.2 to +29.2 PxAP.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from conftest import tiny_config
 
 SEEDS = (0, 1, 2)
 MIN_BOX_GAIN = 0.0        # on every seed
-MAX_MASK_LOSS = 5.0       # on every seed: never far behind on masks
-MIN_MEAN_GAIN = 5.0       # mean over the seeds, boxes and masks each
+MIN_MASK_GAIN = 0.0       # on every seed
+MIN_MEAN_GAIN = 10.0      # mean over the seeds, boxes and masks each
 
 
 def _gains(root, data, seed: int) -> dict[str, float]:
@@ -36,7 +36,8 @@ def _gains(root, data, seed: int) -> dict[str, float]:
     cfg = tiny_config(data, data={"resize_size": 72, "crop_size": 64, "eval_size": 64},
                       train={"epochs": 8, "batch_size": 8, "lr": 0.02, "lr_schedule": "cosine", "warmup_epochs": 1,
                              "selection": "last", "seed": seed},
-                      fcam={"epochs": 4, "batch_size": 8, "n_seeds": 10, "bg_fraction": 0.1, "lr": 0.01},
+                      fcam={"epochs": 4, "batch_size": 8, "n_seeds": 10, "bg_fraction": 0.1, "lr": 0.01,
+                            "erode_size": 5, "seed_color_ratio": 2.0},
                       eval={"cam_curve_interval": 0.01})
     config = root / f"seed{seed}.yaml"
     config.write_text(yaml.safe_dump(cfg))
@@ -65,5 +66,5 @@ def test_fcam_beats_its_cam_on_every_seed(tmp_path):
     masks = [g["PxAP"] for g in gains.values()]
     boxes = [g["MaxBoxAcc"] for g in gains.values()]
     assert min(boxes) > MIN_BOX_GAIN, gains
-    assert min(masks) > -MAX_MASK_LOSS, gains
+    assert min(masks) > MIN_MASK_GAIN, gains
     assert statistics.mean(boxes) > MIN_MEAN_GAIN and statistics.mean(masks) > MIN_MEAN_GAIN, gains
